@@ -1,1 +1,167 @@
-//! placeholder
+//! The metadata service interface: topics and their configs, partition
+//! leadership with epochs, each partition's manifest (sealed segments and
+//! the WAL ranges after them), and producer id allocation.
+//!
+//! Object storage holds the records; this service holds everything needed to
+//! find them. Backends sit behind the [`Metadata`] trait; [`embedded`] keeps
+//! a durable local file for a single node.
+
+pub mod embedded;
+mod state;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use strata_common::TopicPartition;
+
+pub use embedded::EmbeddedMetadata;
+
+/// One topic as the cluster knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: uuid::Uuid,
+    pub partitions: i32,
+    /// Overrides only; defaults come from `strata_common::config`.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// A sealed Parquet segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentEntry {
+    pub base_offset: i64,
+    /// Inclusive.
+    pub last_offset: i64,
+    pub key: String,
+    pub size_bytes: u64,
+    pub max_timestamp: i64,
+}
+
+/// Bytes `[start, end)` of WAL object `key` hold this partition's batches
+/// with offsets `base_offset..=last_offset`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalRange {
+    pub key: String,
+    pub start: u64,
+    pub end: u64,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+}
+
+/// Where a partition's records are, and who may write it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionManifest {
+    pub leader_epoch: i32,
+    pub leader: i32,
+    pub log_start_offset: i64,
+    /// Next offset after the last committed record: the high watermark.
+    pub end_offset: i64,
+    pub segments: Vec<SegmentEntry>,
+    pub wal: Vec<WalRange>,
+}
+
+/// One partition's share of a WAL object, committed under its leader epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalCommit {
+    pub tp: TopicPartition,
+    pub epoch: i32,
+    pub range: WalRange,
+}
+
+/// What removing a log prefix freed: objects the caller should delete.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Freed {
+    pub segments: Vec<SegmentEntry>,
+    pub wal_keys: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    #[error("unknown topic {0}")]
+    UnknownTopic(String),
+    #[error("unknown partition {0}")]
+    UnknownPartition(TopicPartition),
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("fenced: {tp} is at leader epoch {current}, commit carried {given}")]
+    Fenced {
+        tp: TopicPartition,
+        current: i32,
+        given: i32,
+    },
+    #[error("offset mismatch on {tp}: end offset is {end}, commit starts at {given}")]
+    OffsetMismatch {
+        tp: TopicPartition,
+        end: i64,
+        given: i64,
+    },
+    #[error("invalid offset {0}")]
+    InvalidOffset(i64),
+    #[error("metadata storage failed: {0}")]
+    Storage(String),
+}
+
+impl MetaError {
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, MetaError::Fenced { .. })
+    }
+
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, MetaError::Storage(_))
+    }
+}
+
+pub type Result<T, E = MetaError> = std::result::Result<T, E>;
+
+/// The metadata service as the broker sees it.
+#[async_trait]
+pub trait Metadata: Send + Sync + 'static {
+    fn cluster_id(&self) -> String;
+
+    async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicMeta>;
+    async fn delete_topic(&self, name: &str) -> Result<TopicMeta>;
+    async fn topics(&self) -> Result<Vec<TopicMeta>>;
+    async fn topic(&self, name: &str) -> Result<Option<TopicMeta>>;
+    /// Grows a topic to `total` partitions.
+    async fn create_partitions(&self, name: &str, total: i32) -> Result<TopicMeta>;
+    /// Replaces a topic's config overrides.
+    async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicMeta>;
+
+    /// Makes `broker` the leader of `tp` under a new, higher epoch.
+    async fn acquire_partition(&self, tp: &TopicPartition, broker: i32)
+        -> Result<PartitionManifest>;
+    async fn manifest(&self, tp: &TopicPartition) -> Result<PartitionManifest>;
+    /// Commits every partition's share of one WAL object in one call; each
+    /// partition succeeds or fails (fenced) on its own.
+    async fn commit_wal(&self, commits: Vec<WalCommit>) -> Result<Vec<Result<()>>>;
+    /// Records a sealed segment, dropping the WAL ranges it covers; returns
+    /// WAL objects no partition references any more.
+    async fn commit_segment(
+        &self,
+        tp: &TopicPartition,
+        epoch: i32,
+        segment: SegmentEntry,
+    ) -> Result<Vec<String>>;
+    /// Moves the log start offset forward, dropping whole segments and WAL
+    /// ranges below it.
+    async fn truncate_front(
+        &self,
+        tp: &TopicPartition,
+        epoch: i32,
+        log_start_offset: i64,
+    ) -> Result<Freed>;
+    async fn allocate_producer_id(&self) -> Result<i64>;
+}

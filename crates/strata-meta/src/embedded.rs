@@ -1,0 +1,331 @@
+//! The embedded backend: state in memory, every change appended to a local
+//! log file and fsynced before it is acknowledged, compacted into a snapshot
+//! from time to time. Used by a single-node `strata serve`.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use strata_common::{config, valid_topic_name, TopicPartition};
+
+use crate::state::{Op, State};
+use crate::{
+    Freed, MetaError, Metadata, PartitionManifest, Result, SegmentEntry, TopicMeta, WalCommit,
+};
+
+/// Log entries between snapshots: bounds both replay time and file size.
+const COMPACT_EVERY: usize = 20_000;
+
+struct Inner {
+    dir: PathBuf,
+    state: State,
+    log: File,
+    log_entries: usize,
+}
+
+/// Metadata kept in `dir` (`snapshot.json` + `log.jsonl`).
+#[derive(Clone)]
+pub struct EmbeddedMetadata {
+    inner: Arc<Mutex<Inner>>,
+    cluster_id: String,
+}
+
+fn storage<E: std::fmt::Display>(e: E) -> MetaError {
+    MetaError::Storage(e.to_string())
+}
+
+impl EmbeddedMetadata {
+    /// Opens (or creates) the metadata in `dir`, replaying its log.
+    pub fn open(dir: &Path) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(storage)?;
+        let snap_path = dir.join("snapshot.json");
+        let mut state: State = match fs::read(&snap_path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(storage)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State {
+                cluster_id: uuid::Uuid::new_v4().simple().to_string(),
+                next_producer_id: 1000,
+                ..Default::default()
+            },
+            Err(e) => return Err(storage(e)),
+        };
+        state.rebuild_refs();
+        let log_path = dir.join("log.jsonl");
+        let mut log_entries = 0;
+        if let Ok(f) = File::open(&log_path) {
+            for line in BufReader::new(f).lines() {
+                let line = line.map_err(storage)?;
+                // A torn last line (crash mid-write) was never acknowledged.
+                match serde_json::from_str::<Op>(&line) {
+                    Ok(op) => {
+                        state.apply(op);
+                        log_entries += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ignoring torn metadata log entry");
+                        break;
+                    }
+                }
+            }
+        }
+        let cluster_id = state.cluster_id.clone();
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(storage)?;
+        let mut inner = Inner {
+            dir: dir.to_path_buf(),
+            state,
+            log,
+            log_entries,
+        };
+        // Compact at open too, so a torn tail never stays in the log.
+        inner.compact()?;
+        Ok(Self {
+            inner: Arc::new(Mutex::new(inner)),
+            cluster_id,
+        })
+    }
+
+    /// Runs `f` with the state locked, off the async runtime (it fsyncs).
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut g = inner.lock().map_err(|_| storage("metadata lock poisoned"))?;
+            f(&mut g)
+        })
+        .await
+        .map_err(storage)?
+    }
+}
+
+impl Inner {
+    fn commit(&mut self, op: Op) -> Result<()> {
+        let mut line = serde_json::to_vec(&op).map_err(storage)?;
+        line.push(b'\n');
+        self.log.write_all(&line).map_err(storage)?;
+        self.log.sync_data().map_err(storage)?;
+        self.state.apply(op);
+        self.log_entries += 1;
+        if self.log_entries >= COMPACT_EVERY {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    fn compact(&mut self) -> Result<()> {
+        let tmp = self.dir.join("snapshot.json.tmp");
+        let body = serde_json::to_vec(&self.state).map_err(storage)?;
+        let mut f = File::create(&tmp).map_err(storage)?;
+        f.write_all(&body).map_err(storage)?;
+        f.sync_all().map_err(storage)?;
+        fs::rename(&tmp, self.dir.join("snapshot.json")).map_err(storage)?;
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        self.log = File::create(self.dir.join("log.jsonl")).map_err(storage)?;
+        self.log.sync_all().map_err(storage)?;
+        self.log_entries = 0;
+        Ok(())
+    }
+}
+
+fn check_configs(configs: &BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in configs {
+        config::validate(k, v).map_err(|e| MetaError::Storage(e.to_string()))?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Metadata for EmbeddedMetadata {
+    fn cluster_id(&self) -> String {
+        self.cluster_id.clone()
+    }
+
+    async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicMeta> {
+        if !valid_topic_name(name) {
+            return Err(MetaError::UnknownTopic(name.to_string()));
+        }
+        if partitions < 1 {
+            return Err(MetaError::InvalidPartitions(format!(
+                "{partitions} partitions requested, at least 1 needed"
+            )));
+        }
+        check_configs(&configs)?;
+        let name = name.to_string();
+        self.with(move |inner| {
+            if inner.state.topics.contains_key(&name) {
+                return Err(MetaError::TopicExists(name));
+            }
+            let t = TopicMeta {
+                name,
+                id: uuid::Uuid::new_v4(),
+                partitions,
+                configs,
+            };
+            inner.commit(Op::CreateTopic(t.clone()))?;
+            Ok(t)
+        })
+        .await
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<TopicMeta> {
+        let name = name.to_string();
+        self.with(move |inner| {
+            let t = inner.state.topic(&name)?.clone();
+            inner.commit(Op::DeleteTopic(name))?;
+            Ok(t)
+        })
+        .await
+    }
+
+    async fn topics(&self) -> Result<Vec<TopicMeta>> {
+        let g = self.inner.lock().map_err(|_| storage("lock poisoned"))?;
+        Ok(g.state.topics.values().cloned().collect())
+    }
+
+    async fn topic(&self, name: &str) -> Result<Option<TopicMeta>> {
+        let g = self.inner.lock().map_err(|_| storage("lock poisoned"))?;
+        Ok(g.state.topics.get(name).cloned())
+    }
+
+    async fn create_partitions(&self, name: &str, total: i32) -> Result<TopicMeta> {
+        let name = name.to_string();
+        self.with(move |inner| {
+            let t = inner.state.topic(&name)?;
+            if total <= t.partitions {
+                return Err(MetaError::InvalidPartitions(format!(
+                    "topic has {} partitions; the new count must be larger, got {total}",
+                    t.partitions
+                )));
+            }
+            inner.commit(Op::SetPartitions(name.clone(), total))?;
+            Ok(inner.state.topic(&name)?.clone())
+        })
+        .await
+    }
+
+    async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicMeta> {
+        check_configs(&configs)?;
+        let name = name.to_string();
+        self.with(move |inner| {
+            inner.state.topic(&name)?;
+            inner.commit(Op::SetConfigs(name.clone(), configs))?;
+            Ok(inner.state.topic(&name)?.clone())
+        })
+        .await
+    }
+
+    async fn acquire_partition(
+        &self,
+        tp: &TopicPartition,
+        broker: i32,
+    ) -> Result<PartitionManifest> {
+        let tp = tp.clone();
+        self.with(move |inner| {
+            let epoch = inner.state.manifest(&tp)?.leader_epoch + 1;
+            inner.commit(Op::Acquire(tp.clone(), broker, epoch))?;
+            Ok(inner.state.manifest(&tp)?.clone())
+        })
+        .await
+    }
+
+    async fn manifest(&self, tp: &TopicPartition) -> Result<PartitionManifest> {
+        let g = self.inner.lock().map_err(|_| storage("lock poisoned"))?;
+        Ok(g.state.manifest(tp)?.clone())
+    }
+
+    async fn commit_wal(&self, commits: Vec<WalCommit>) -> Result<Vec<Result<()>>> {
+        self.with(move |inner| {
+            let (apply, results) = inner.state.check_wal(&commits);
+            if !apply.is_empty() {
+                inner.commit(Op::CommitWal(apply))?;
+            }
+            Ok(results)
+        })
+        .await
+    }
+
+    async fn commit_segment(
+        &self,
+        tp: &TopicPartition,
+        epoch: i32,
+        segment: SegmentEntry,
+    ) -> Result<Vec<String>> {
+        let tp = tp.clone();
+        self.with(move |inner| {
+            let m = inner.state.manifest(&tp)?;
+            if m.leader_epoch != epoch {
+                return Err(MetaError::Fenced {
+                    tp,
+                    current: m.leader_epoch,
+                    given: epoch,
+                });
+            }
+            if segment.last_offset >= m.end_offset {
+                return Err(MetaError::InvalidOffset(segment.last_offset));
+            }
+            let orphans = inner.state.preview_segment(&tp, &segment);
+            inner.commit(Op::CommitSegment(tp, segment))?;
+            Ok(orphans)
+        })
+        .await
+    }
+
+    async fn truncate_front(
+        &self,
+        tp: &TopicPartition,
+        epoch: i32,
+        log_start_offset: i64,
+    ) -> Result<Freed> {
+        let tp = tp.clone();
+        self.with(move |inner| {
+            let m = inner.state.manifest(&tp)?;
+            if m.leader_epoch != epoch {
+                return Err(MetaError::Fenced {
+                    tp,
+                    current: m.leader_epoch,
+                    given: epoch,
+                });
+            }
+            if log_start_offset > m.end_offset || log_start_offset < 0 {
+                return Err(MetaError::InvalidOffset(log_start_offset));
+            }
+            if log_start_offset <= m.log_start_offset {
+                return Ok(Freed::default());
+            }
+            let freed = inner.state.preview_truncate(&tp, log_start_offset);
+            inner.commit(Op::TruncateFront(tp, log_start_offset))?;
+            Ok(freed)
+        })
+        .await
+    }
+
+    async fn allocate_producer_id(&self) -> Result<i64> {
+        self.with(|inner| {
+            let id = inner.state.next_producer_id;
+            inner.commit(Op::ProducerId(id + 1))?;
+            Ok(id)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

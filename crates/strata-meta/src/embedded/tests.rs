@@ -1,0 +1,120 @@
+use super::*;
+use crate::WalRange;
+
+fn range(key: &str, base: i64, last: i64) -> WalRange {
+    WalRange {
+        key: key.into(),
+        start: 0,
+        end: 10,
+        base_offset: base,
+        last_offset: last,
+        max_timestamp: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_survives_reopen_and_stale_epochs_are_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let tp = TopicPartition::new("orders", 0);
+    {
+        let m = EmbeddedMetadata::open(dir.path()).unwrap();
+        m.create_topic("orders", 2, BTreeMap::new()).await.unwrap();
+        assert!(matches!(
+            m.create_topic("orders", 1, BTreeMap::new()).await,
+            Err(MetaError::TopicExists(_))
+        ));
+        let man = m.acquire_partition(&tp, 1).await.unwrap();
+        assert_eq!(man.leader_epoch, 1);
+        let r = m
+            .commit_wal(vec![WalCommit {
+                tp: tp.clone(),
+                epoch: 1,
+                range: range("wal/a", 0, 9),
+            }])
+            .await
+            .unwrap();
+        assert!(r[0].is_ok());
+        // A retry of the same commit is harmless.
+        let r = m
+            .commit_wal(vec![WalCommit {
+                tp: tp.clone(),
+                epoch: 1,
+                range: range("wal/a", 0, 9),
+            }])
+            .await
+            .unwrap();
+        assert!(r[0].is_ok());
+        let r = m
+            .commit_wal(vec![WalCommit {
+                tp: tp.clone(),
+                epoch: 0,
+                range: range("wal/b", 10, 19),
+            }])
+            .await
+            .unwrap();
+        assert!(r[0].as_ref().unwrap_err().is_fenced());
+    }
+    let m = EmbeddedMetadata::open(dir.path()).unwrap();
+    let man = m.manifest(&tp).await.unwrap();
+    assert_eq!(man.end_offset, 10);
+    assert_eq!(man.wal.len(), 1);
+    let man = m.acquire_partition(&tp, 1).await.unwrap();
+    assert_eq!(man.leader_epoch, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealing_orphans_wal_objects_only_when_unreferenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = EmbeddedMetadata::open(dir.path()).unwrap();
+    m.create_topic("t", 2, BTreeMap::new()).await.unwrap();
+    let p0 = TopicPartition::new("t", 0);
+    let p1 = TopicPartition::new("t", 1);
+    m.acquire_partition(&p0, 1).await.unwrap();
+    m.acquire_partition(&p1, 1).await.unwrap();
+    m.commit_wal(vec![
+        WalCommit {
+            tp: p0.clone(),
+            epoch: 1,
+            range: range("wal/1", 0, 4),
+        },
+        WalCommit {
+            tp: p1.clone(),
+            epoch: 1,
+            range: range("wal/1", 0, 4),
+        },
+    ])
+    .await
+    .unwrap();
+    let seg = |last| SegmentEntry {
+        base_offset: 0,
+        last_offset: last,
+        key: "s".into(),
+        size_bytes: 1,
+        max_timestamp: 0,
+    };
+    assert!(m.commit_segment(&p0, 1, seg(4)).await.unwrap().is_empty());
+    assert_eq!(m.commit_segment(&p1, 1, seg(4)).await.unwrap(), vec!["wal/1"]);
+    assert!(matches!(
+        m.commit_segment(&p1, 1, seg(99)).await,
+        Err(MetaError::InvalidOffset(99))
+    ));
+    let freed = m.truncate_front(&p0, 1, 5).await.unwrap();
+    assert_eq!(freed.segments.len(), 1);
+    assert_eq!(m.manifest(&p0).await.unwrap().log_start_offset, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_ids_are_unique_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = EmbeddedMetadata::open(dir.path())
+        .unwrap()
+        .allocate_producer_id()
+        .await
+        .unwrap();
+    let b = EmbeddedMetadata::open(dir.path())
+        .unwrap()
+        .allocate_producer_id()
+        .await
+        .unwrap();
+    assert_ne!(a, b);
+}
