@@ -99,10 +99,8 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
                 }
             }
         }
-        "message.timestamp.type" => {
-            if !matches!(value, "CreateTime" | "LogAppendTime") {
-                return Err(invalid("must be CreateTime or LogAppendTime"));
-            }
+        "message.timestamp.type" if !matches!(value, "CreateTime" | "LogAppendTime") => {
+            return Err(invalid("must be CreateTime or LogAppendTime"));
         }
         _ => {}
     }
@@ -134,9 +132,11 @@ impl TopicConfig {
                 .unwrap_or_else(|| default_value(name).unwrap_or_default().to_string())
         };
         let num = |name: &str| -> i64 {
-            get(name)
-                .parse()
-                .unwrap_or_else(|_| default_value(name).and_then(|d| d.parse().ok()).unwrap_or(0))
+            get(name).parse().unwrap_or_else(|_| {
+                default_value(name)
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(0)
+            })
         };
         Self {
             retention_ms: num("retention.ms"),
@@ -174,7 +174,10 @@ mod tests {
 
     #[test]
     fn validation_rejects_what_kafka_rejects() {
-        assert!(matches!(validate("no.such", "1"), Err(ConfigError::Unknown(_))));
+        assert!(matches!(
+            validate("no.such", "1"),
+            Err(ConfigError::Unknown(_))
+        ));
         assert!(validate("retention.ms", "-2").is_err());
         assert!(validate("retention.ms", "abc").is_err());
         assert!(validate("segment.bytes", "10").is_err());

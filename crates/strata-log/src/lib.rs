@@ -1,1 +1,14 @@
-//! placeholder
+//! Partitions on one broker: offset assignment, the in-memory active
+//! segment, WAL flushing, sealing into Parquet, reads, retention and
+//! recovery from the manifest. No sockets: the broker crate drives this.
+
+mod error;
+mod flush;
+mod manager;
+mod partition;
+mod reader;
+mod seal;
+
+pub use error::LogError;
+pub use manager::{LogConfig, LogManager, ReadResult};
+pub use partition::{AppendResult, Partition};

@@ -97,7 +97,9 @@ impl EmbeddedMetadata {
     ) -> Result<T> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let mut g = inner.lock().map_err(|_| storage("metadata lock poisoned"))?;
+            let mut g = inner
+                .lock()
+                .map_err(|_| storage("metadata lock poisoned"))?;
             f(&mut g)
         })
         .await

@@ -141,8 +141,11 @@ pub trait Metadata: Send + Sync + 'static {
     ) -> Result<TopicMeta>;
 
     /// Makes `broker` the leader of `tp` under a new, higher epoch.
-    async fn acquire_partition(&self, tp: &TopicPartition, broker: i32)
-        -> Result<PartitionManifest>;
+    async fn acquire_partition(
+        &self,
+        tp: &TopicPartition,
+        broker: i32,
+    ) -> Result<PartitionManifest>;
     async fn manifest(&self, tp: &TopicPartition) -> Result<PartitionManifest>;
     /// Commits every partition's share of one WAL object in one call; each
     /// partition succeeds or fails (fenced) on its own.

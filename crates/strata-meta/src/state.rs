@@ -79,8 +79,7 @@ impl State {
         let mut results = Vec::new();
         for c in commits {
             let r = self.check_epoch(&c.tp, c.epoch).and_then(|m| {
-                if c.range.base_offset < m.end_offset
-                    && m.wal.iter().any(|w| w.key == c.range.key)
+                if c.range.base_offset < m.end_offset && m.wal.iter().any(|w| w.key == c.range.key)
                 {
                     return Ok(false);
                 }

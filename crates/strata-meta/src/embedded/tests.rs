@@ -93,7 +93,10 @@ async fn sealing_orphans_wal_objects_only_when_unreferenced() {
         max_timestamp: 0,
     };
     assert!(m.commit_segment(&p0, 1, seg(4)).await.unwrap().is_empty());
-    assert_eq!(m.commit_segment(&p1, 1, seg(4)).await.unwrap(), vec!["wal/1"]);
+    assert_eq!(
+        m.commit_segment(&p1, 1, seg(4)).await.unwrap(),
+        vec!["wal/1"]
+    );
     assert!(matches!(
         m.commit_segment(&p1, 1, seg(99)).await,
         Err(MetaError::InvalidOffset(99))

@@ -1,0 +1,129 @@
+//! Fetch: committed batches (never beyond the high watermark) as the raw
+//! bytes that came in, long-polling until `min_bytes` or `max_wait_ms`.
+//! Fetch sessions are declined the way Kafka declines them when its cache is
+//! full (session id 0), so clients fall back to full fetch requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, RequestHeader};
+use strata_common::TopicPartition;
+
+use super::Reply;
+use crate::{codes, Broker};
+
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    req: FetchRequest,
+) -> Reply {
+    let header = header.clone();
+    if req.session_id != 0 {
+        let resp = FetchResponse::default()
+            .with_error_code(codes::FETCH_SESSION_ID_NOT_FOUND)
+            .with_session_id(0);
+        return Reply::frame(&header, &resp);
+    }
+    let broker = broker.clone();
+    Reply::Later(Box::pin(async move {
+        let wait = Duration::from_millis(req.max_wait_ms.clamp(0, 60_000) as u64);
+        let deadline = tokio::time::Instant::now() + wait;
+        let min_bytes = req.min_bytes.max(0) as usize;
+        loop {
+            let notified = broker.log.hw_changed().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (resp, bytes, errors) = gather(&broker, &req, header.request_api_version).await;
+            let now = tokio::time::Instant::now();
+            if bytes >= min_bytes.max(1) || errors || now >= deadline {
+                return crate::conn::frame(&header, &resp);
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+    }))
+}
+
+/// One pass over the requested partitions: (response, record bytes, whether
+/// any partition has an error the client must see now).
+async fn gather(
+    broker: &Arc<Broker>,
+    req: &FetchRequest,
+    version: i16,
+) -> (FetchResponse, usize, bool) {
+    let mut remaining = if req.max_bytes > 0 {
+        req.max_bytes as usize
+    } else {
+        usize::MAX
+    };
+    let mut total = 0usize;
+    let mut errors = false;
+    let mut topics = Vec::new();
+    let v5 = version >= 5;
+    for t in &req.topics {
+        let name = t.topic.0.to_string();
+        let mut parts = Vec::new();
+        for p in &t.partitions {
+            let tp = TopicPartition::new(name.as_str(), p.partition);
+            let mut pd = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(BrokerId(-1));
+            let start_of = |s: i64| if v5 { s } else { -1 };
+            let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
+            if limit == 0 {
+                // Kafka still returns at least one batch for the first
+                // partition; later ones wait for the next fetch.
+                if let Some(part) = broker.log.partition(&tp).await {
+                    pd.high_watermark = part.high_watermark();
+                    pd.last_stable_offset = pd.high_watermark;
+                    pd.log_start_offset = start_of(part.log_start_offset());
+                }
+                parts.push(pd);
+                continue;
+            }
+            match broker.log.read(&tp, p.fetch_offset, limit).await {
+                Ok(r) => {
+                    pd.high_watermark = r.high_watermark;
+                    pd.last_stable_offset = r.high_watermark;
+                    pd.log_start_offset = start_of(r.log_start_offset);
+                    if !r.batches.is_empty() {
+                        let size: usize = r.batches.iter().map(|b| b.len()).sum();
+                        let mut buf = BytesMut::with_capacity(size);
+                        for b in &r.batches {
+                            buf.extend_from_slice(b);
+                        }
+                        total += size;
+                        remaining = remaining.saturating_sub(size);
+                        pd.records = Some(buf.freeze());
+                    }
+                }
+                Err(e) => {
+                    if let strata_log::LogError::OffsetOutOfRange { start, end, .. } = &e {
+                        pd.high_watermark = *end;
+                        pd.last_stable_offset = *end;
+                        pd.log_start_offset = start_of(*start);
+                    } else {
+                        tracing::warn!(%tp, offset = p.fetch_offset, error = %e, "fetch failed");
+                    }
+                    pd.error_code = codes::log_error(&e);
+                    errors = true;
+                }
+            }
+            parts.push(pd);
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_topic_id(t.topic_id)
+                .with_partitions(parts),
+        );
+    }
+    let resp = FetchResponse::default()
+        .with_session_id(0)
+        .with_responses(topics);
+    (resp, total, errors)
+}

@@ -1,0 +1,149 @@
+//! Metadata: brokers, and for each topic its partitions and leaders, with
+//! Kafka's auto-create behaviour for unknown topics.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, MetadataRequest, MetadataResponse, RequestHeader, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use strata_common::{valid_topic_name, TopicPartition};
+use strata_meta::TopicMeta;
+
+use super::Reply;
+use crate::{codes, Broker};
+
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    req: MetadataRequest,
+) -> Reply {
+    let v = header.request_api_version;
+    let (host, port) = broker.advertised();
+    let node = broker.config.node_id;
+    let mut resp = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(node))
+            .with_host(StrBytes::from_string(host))
+            .with_port(port)])
+        .with_cluster_id((v >= 2).then(|| StrBytes::from_string(broker.meta.cluster_id())))
+        .with_controller_id(BrokerId(if v >= 1 { node } else { -1 }));
+    // v0 has no null: an empty list means every topic there.
+    let wanted: Option<Vec<String>> = match req.topics {
+        None => None,
+        Some(t) if t.is_empty() && v == 0 => None,
+        Some(t) => Some(
+            t.into_iter()
+                .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                .collect(),
+        ),
+    };
+    let auto_create = broker.config.auto_create_topics && (v < 4 || req.allow_auto_topic_creation);
+    let topics = match wanted {
+        None => broker
+            .meta
+            .topics()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(Ok)
+            .collect(),
+        Some(names) => {
+            let mut out = Vec::new();
+            for name in names {
+                out.push(lookup(broker, &name, auto_create).await);
+            }
+            out
+        }
+    };
+    for t in topics {
+        let entry = match t {
+            Ok(t) => describe_topic(broker, &t, v).await,
+            Err((name, code)) => MetadataResponseTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_string(name))))
+                .with_error_code(code),
+        };
+        resp.topics.push(entry);
+    }
+    Reply::frame(header, &resp)
+}
+
+async fn lookup(
+    broker: &Arc<Broker>,
+    name: &str,
+    auto_create: bool,
+) -> Result<TopicMeta, (String, i16)> {
+    match broker.meta.topic(name).await {
+        Ok(Some(t)) => return Ok(t),
+        Ok(None) => {}
+        Err(e) => return Err((name.to_string(), codes::meta_error(&e))),
+    }
+    if !valid_topic_name(name) {
+        return Err((name.to_string(), codes::INVALID_TOPIC_EXCEPTION));
+    }
+    if !auto_create {
+        return Err((name.to_string(), codes::UNKNOWN_TOPIC_OR_PARTITION));
+    }
+    let created = match broker
+        .meta
+        .create_topic(name, broker.config.default_partitions, BTreeMap::new())
+        .await
+    {
+        Ok(t) => {
+            tracing::info!(
+                topic = name,
+                partitions = t.partitions,
+                "auto-created topic"
+            );
+            t
+        }
+        // Another connection created it first.
+        Err(strata_meta::MetaError::TopicExists(_)) => match broker.meta.topic(name).await {
+            Ok(Some(t)) => t,
+            _ => return Err((name.to_string(), codes::UNKNOWN_TOPIC_OR_PARTITION)),
+        },
+        Err(e) => return Err((name.to_string(), codes::meta_error(&e))),
+    };
+    if let Err(e) = broker.log.open_topic(&created).await {
+        tracing::warn!(topic = name, error = %e, "opening auto-created topic failed");
+        return Err((name.to_string(), codes::log_error(&e)));
+    }
+    Ok(created)
+}
+
+pub(crate) async fn describe_topic(
+    broker: &Arc<Broker>,
+    t: &TopicMeta,
+    v: i16,
+) -> MetadataResponseTopic {
+    let node = BrokerId(broker.config.node_id);
+    let mut parts = Vec::new();
+    for p in 0..t.partitions {
+        let tp = TopicPartition::new(t.name.as_str(), p);
+        let (code, epoch) = match broker.log.partition(&tp).await {
+            Some(part) => (codes::NONE, part.epoch()),
+            None => (codes::LEADER_NOT_AVAILABLE, -1),
+        };
+        parts.push(
+            MetadataResponsePartition::default()
+                .with_error_code(code)
+                .with_partition_index(p)
+                .with_leader_id(if code == codes::NONE {
+                    node
+                } else {
+                    BrokerId(-1)
+                })
+                .with_leader_epoch(if v >= 7 { epoch } else { -1 })
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node]),
+        );
+    }
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
+        .with_topic_id(if v >= 10 { t.id } else { uuid::Uuid::nil() })
+        .with_partitions(parts)
+}

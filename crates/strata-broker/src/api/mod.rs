@@ -1,0 +1,111 @@
+//! One module per Kafka API. `dispatch` decodes the body for the request's
+//! version and hands it to the API's handler.
+
+pub mod api_versions;
+mod cluster;
+mod configs;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+mod records;
+mod topics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::Broker;
+
+/// A response that is not ready until durability or data arrives.
+pub(crate) type Pending = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+
+pub(crate) enum Reply {
+    /// A response frame now (`None`: none is due, as for acks=0).
+    Now(Option<Bytes>),
+    Later(Pending),
+    Close,
+}
+
+impl Reply {
+    fn frame<T: Encodable>(header: &RequestHeader, body: &T) -> Reply {
+        match crate::conn::frame(header, body) {
+            Some(b) => Reply::Now(Some(b)),
+            None => Reply::Close,
+        }
+    }
+}
+
+/// Versions Strata answers, per API; `None` for APIs it does not serve.
+pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
+    Some(match key {
+        ApiKey::Produce => (3, 12),
+        ApiKey::Fetch => (4, 12),
+        ApiKey::ListOffsets => (1, 10),
+        ApiKey::Metadata => (0, 12),
+        ApiKey::ApiVersions => (0, 4),
+        ApiKey::CreateTopics => (2, 7),
+        ApiKey::DeleteTopics => (1, 6),
+        ApiKey::DeleteRecords => (0, 2),
+        ApiKey::InitProducerId => (0, 5),
+        ApiKey::DescribeConfigs => (1, 4),
+        ApiKey::AlterConfigs => (0, 2),
+        ApiKey::CreatePartitions => (0, 3),
+        ApiKey::IncrementalAlterConfigs => (0, 1),
+        ApiKey::DescribeCluster => (0, 1),
+        _ => return None,
+    })
+}
+
+/// Decodes a request body; decoder failures (or panics, which would be a
+/// bug in the decoder) become an error instead of taking the task down.
+fn decode<T: Decodable>(body: Bytes, version: i16) -> Result<T, String> {
+    std::panic::catch_unwind(move || {
+        let mut body = body;
+        T::decode(&mut body, version).map_err(|e| e.to_string())
+    })
+    .unwrap_or_else(|_| Err("decoder panicked".to_string()))
+}
+
+pub(crate) async fn dispatch(
+    broker: &Arc<Broker>,
+    key: ApiKey,
+    header: RequestHeader,
+    body: Bytes,
+    peer: SocketAddr,
+) -> Reply {
+    let v = header.request_api_version;
+    macro_rules! call {
+        ($handler:path) => {
+            match decode(body, v) {
+                Ok(req) => $handler(broker, &header, req).await,
+                Err(e) => {
+                    tracing::warn!(%peer, api = ?key, version = v, error = %e, "malformed request; closing connection");
+                    Reply::Close
+                }
+            }
+        };
+    }
+    match key {
+        ApiKey::ApiVersions => call!(api_versions::handle),
+        ApiKey::Metadata => call!(metadata::handle),
+        ApiKey::Produce => call!(produce::handle),
+        ApiKey::Fetch => call!(fetch::handle),
+        ApiKey::ListOffsets => call!(list_offsets::handle),
+        ApiKey::CreateTopics => call!(topics::create),
+        ApiKey::DeleteTopics => call!(topics::delete),
+        ApiKey::CreatePartitions => call!(topics::create_partitions),
+        ApiKey::DescribeConfigs => call!(configs::describe),
+        ApiKey::AlterConfigs => call!(configs::alter),
+        ApiKey::IncrementalAlterConfigs => call!(configs::incremental_alter),
+        ApiKey::DescribeCluster => call!(cluster::describe),
+        ApiKey::DeleteRecords => call!(records::delete_records),
+        ApiKey::InitProducerId => call!(records::init_producer_id),
+        _ => Reply::Close,
+    }
+}

@@ -1,0 +1,147 @@
+//! One client connection: a reader task frames requests (a frame is checked
+//! complete and within `socket.request.max.bytes` before it is parsed), and
+//! this task answers them in order. Produce requests append in arrival
+//! order and then wait for durability concurrently, so a pipelining producer
+//! gets many acks=all requests in flight per flush.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::stream::FuturesOrdered;
+use futures::StreamExt;
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, Pending, Reply};
+use crate::Broker;
+
+/// Requests read ahead of the one being answered.
+const PIPELINE: usize = 32;
+
+pub(crate) async fn run(
+    socket: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
+    let (rd, mut wr) = socket.into_split();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(PIPELINE);
+    let max = broker.config.max_request_bytes;
+    let reader = tokio::spawn(read_frames(rd, tx, max, peer));
+    let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled(), if pending.is_empty() => break,
+            frame = rx.recv(), if reading && pending.len() < PIPELINE => {
+                let Some(frame) = frame else {
+                    reading = false;
+                    continue;
+                };
+                match handle_frame(&broker, frame, peer).await {
+                    Reply::Now(Some(b)) => pending.push_back(Box::pin(async move { Some(b) })),
+                    Reply::Now(None) => {}
+                    Reply::Later(f) => pending.push_back(f),
+                    Reply::Close => break,
+                }
+            }
+            Some(resp) = pending.next(), if !pending.is_empty() => {
+                if let Some(resp) = resp {
+                    if let Err(e) = wr.write_all(&resp).await {
+                        tracing::debug!(%peer, error = %e, "write failed; closing");
+                        break;
+                    }
+                }
+            }
+            else => break,
+        }
+    }
+    reader.abort();
+    let _ = wr.shutdown().await;
+}
+
+async fn read_frames(mut rd: OwnedReadHalf, tx: mpsc::Sender<Bytes>, max: usize, peer: SocketAddr) {
+    loop {
+        let len = match rd.read_i32().await {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        if len < 8 || len as usize > max {
+            tracing::warn!(%peer, len, max, "request frame size out of bounds; closing connection");
+            return;
+        }
+        let mut buf = BytesMut::zeroed(len as usize);
+        if let Err(e) = rd.read_exact(&mut buf).await {
+            tracing::warn!(%peer, len, error = %e, "truncated request frame; closing connection");
+            return;
+        }
+        if tx.send(buf.freeze()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Encodes a response frame: size, header, body.
+pub(crate) fn frame<T: Encodable>(header: &RequestHeader, body: &T) -> Option<Bytes> {
+    let key = ApiKey::try_from(header.request_api_key).ok()?;
+    let version = header.request_api_version;
+    let hv = key.response_header_version(version);
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    let rh = ResponseHeader::default().with_correlation_id(header.correlation_id);
+    if let Err(e) = rh
+        .encode(&mut buf, hv)
+        .and_then(|_| body.encode(&mut buf, version))
+    {
+        tracing::warn!(api = ?key, version, error = %e, "encoding response failed");
+        return None;
+    }
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Some(buf.freeze())
+}
+
+async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes, peer: SocketAddr) -> Reply {
+    let key_raw = frame.clone().get_i16();
+    let version = (&frame[2..4]).get_i16();
+    let correlation = (&frame[4..8]).get_i32();
+    let Ok(key) = ApiKey::try_from(key_raw) else {
+        tracing::warn!(%peer, api_key = key_raw, "unknown api key; closing connection");
+        return Reply::Close;
+    };
+    let Some(range) = api::supported(key) else {
+        tracing::warn!(%peer, api = ?key, "api not supported; closing connection");
+        return Reply::Close;
+    };
+    if version < range.0 || version > range.1 {
+        if key == ApiKey::ApiVersions {
+            // Kafka answers an unknown ApiVersions version in v0 form with
+            // UNSUPPORTED_VERSION, so the client can retry with one it shares.
+            return Reply::Now(api::api_versions::unsupported(correlation));
+        }
+        tracing::warn!(%peer, api = ?key, version, "unsupported api version; closing connection");
+        return Reply::Close;
+    }
+    let header = match std::panic::catch_unwind(move || {
+        let hv = key.request_header_version(version);
+        RequestHeader::decode(&mut frame, hv).map(|h| (h, frame))
+    }) {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, api = ?key, version, error = %e, "malformed request header; closing connection");
+            return Reply::Close;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, api = ?key, version, "request header decoder panicked; closing connection");
+            return Reply::Close;
+        }
+    };
+    let (header, body) = header;
+    api::dispatch(broker, key, header, body, peer).await
+}

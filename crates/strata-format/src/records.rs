@@ -1,0 +1,264 @@
+//! Full decode of v2 record batches (any codec) into records, and encode of records into
+//! an uncompressed v2 batch. Used when sealing segments and when serving them, never on
+//! the produce hot path.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::batch::{
+    parse_header, without_compression, BatchHeader, ATTRIBUTES_AT, BATCH_HEADER_LEN, CRC_AT,
+    LOG_OVERHEAD, MAGIC_V2,
+};
+use crate::compression::{decompress, MAX_DECOMPRESSED_LEN};
+use crate::varint::{read_varint, read_varlong, write_varint, write_varlong};
+use crate::FormatError;
+
+/// One record with absolute offset and timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    /// Header keys are strings in Kafka; non-UTF-8 keys are converted lossily.
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+/// A batch's header together with all its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedBatch {
+    pub header: BatchHeader,
+    pub records: Vec<Record>,
+}
+
+/// The batch-level fields [`encode_batch`] needs besides the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSpec {
+    pub base_offset: i64,
+    pub partition_leader_epoch: i32,
+    /// Batch attributes; the compression bits are ignored, the output is uncompressed.
+    pub attributes: i16,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl BatchSpec {
+    /// The spec that re-encodes a batch with the same batch-level fields.
+    pub fn from_header(header: &BatchHeader) -> Self {
+        BatchSpec {
+            base_offset: header.base_offset,
+            partition_leader_epoch: header.partition_leader_epoch,
+            attributes: without_compression(header.attributes),
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            base_sequence: header.base_sequence,
+        }
+    }
+}
+
+/// Smallest possible encoded record: length, attributes, timestamp delta, offset delta,
+/// key length, value length, header count, one byte each. Bounds pre-allocation.
+const MIN_RECORD_LEN: usize = 7;
+
+/// Decodes one complete batch (exactly `batchLength + 12` bytes): checks magic and CRC,
+/// decompresses the body (capped at [`MAX_DECOMPRESSED_LEN`]) and decodes every record.
+/// Unlike [`crate::validate_batch`], lastOffsetDelta is not required to equal count - 1:
+/// batches read back from storage may have offset gaps (compaction).
+pub fn decode_batch(batch: &[u8]) -> Result<DecodedBatch, FormatError> {
+    decode_batch_with_limit(batch, MAX_DECOMPRESSED_LEN)
+}
+
+/// [`decode_batch`] with a caller-chosen cap on the decompressed body size.
+pub fn decode_batch_with_limit(batch: &[u8], limit: usize) -> Result<DecodedBatch, FormatError> {
+    let header = parse_header(batch)?;
+    let total = header
+        .total_len()
+        .filter(|&total| total >= BATCH_HEADER_LEN)
+        .ok_or_else(|| FormatError::corrupt(format!("bad batch length {}", header.batch_length)))?;
+    if total != batch.len() {
+        return Err(FormatError::corrupt(format!(
+            "batch length {} does not match {} bytes given",
+            header.batch_length,
+            batch.len()
+        )));
+    }
+    let computed = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+    if computed != header.crc {
+        return Err(FormatError::CrcMismatch {
+            stored: header.crc,
+            computed,
+        });
+    }
+    let expected = usize::try_from(header.records_count).map_err(|_| {
+        FormatError::corrupt(format!("negative record count {}", header.records_count))
+    })?;
+    let body = Bytes::from(decompress(
+        header.compression()?,
+        &batch[BATCH_HEADER_LEN..],
+        limit,
+    )?);
+
+    let mut records = Vec::with_capacity(expected.min(body.len() / MIN_RECORD_LEN));
+    let mut pos = 0usize;
+    while pos < body.len() {
+        if records.len() == expected {
+            return Err(FormatError::RecordCountMismatch {
+                expected: header.records_count,
+                found: expected as i64 + 1,
+            });
+        }
+        let len = read_varint(&body, &mut pos)?;
+        let len = usize::try_from(len)
+            .map_err(|_| FormatError::corrupt(format!("negative record length {len}")))?;
+        let end = pos
+            .checked_add(len)
+            .filter(|&end| end <= body.len())
+            .ok_or_else(|| FormatError::corrupt("record length exceeds the batch"))?;
+        records.push(decode_record(&header, &body.slice(pos..end))?);
+        pos = end;
+    }
+    if records.len() != expected {
+        return Err(FormatError::RecordCountMismatch {
+            expected: header.records_count,
+            found: records.len() as i64,
+        });
+    }
+    Ok(DecodedBatch { header, records })
+}
+
+/// Decodes one record's fields; `rec` is exactly the bytes its length prefix announced.
+fn decode_record(header: &BatchHeader, rec: &Bytes) -> Result<Record, FormatError> {
+    let mut pos = 0usize;
+    let _attributes = take(rec, &mut pos, 1)?;
+    let timestamp_delta = read_varlong(rec, &mut pos)?;
+    let offset_delta = read_varint(rec, &mut pos)?;
+    let offset = header
+        .base_offset
+        .checked_add(i64::from(offset_delta))
+        .ok_or_else(|| FormatError::corrupt("record offset overflows"))?;
+    let timestamp = if header.timestamp_type_log_append() {
+        header.max_timestamp
+    } else {
+        header
+            .base_timestamp
+            .checked_add(timestamp_delta)
+            .ok_or_else(|| FormatError::corrupt("record timestamp overflows"))?
+    };
+    let key = take_nullable(rec, &mut pos)?;
+    let value = take_nullable(rec, &mut pos)?;
+    let count = read_varint(rec, &mut pos)?;
+    let count = usize::try_from(count)
+        .map_err(|_| FormatError::corrupt(format!("negative header count {count}")))?;
+    // Each header takes at least two bytes, which bounds the allocation.
+    let mut headers = Vec::with_capacity(count.min(rec.len().saturating_sub(pos) / 2));
+    for _ in 0..count {
+        let key =
+            take_nullable(rec, &mut pos)?.ok_or_else(|| FormatError::corrupt("null header key"))?;
+        let key = String::from_utf8_lossy(&key).into_owned();
+        headers.push((key, take_nullable(rec, &mut pos)?));
+    }
+    if pos != rec.len() {
+        return Err(FormatError::corrupt(format!(
+            "record has {} trailing bytes",
+            rec.len() - pos
+        )));
+    }
+    Ok(Record {
+        offset,
+        timestamp,
+        key,
+        value,
+        headers,
+    })
+}
+
+fn take(buf: &Bytes, pos: &mut usize, len: usize) -> Result<Bytes, FormatError> {
+    let end =
+        pos.checked_add(len)
+            .filter(|&end| end <= buf.len())
+            .ok_or(FormatError::Truncated {
+                needed: pos.saturating_add(len),
+                available: buf.len(),
+            })?;
+    let out = buf.slice(*pos..end);
+    *pos = end;
+    Ok(out)
+}
+
+/// A varint length (-1 for null) followed by that many bytes.
+fn take_nullable(buf: &Bytes, pos: &mut usize) -> Result<Option<Bytes>, FormatError> {
+    match read_varint(buf, pos)? {
+        -1 => Ok(None),
+        len if len < 0 => Err(FormatError::corrupt(format!("negative length {len}"))),
+        len => take(buf, pos, len as usize).map(Some),
+    }
+}
+
+/// Encodes `records` as one uncompressed v2 batch with a fresh CRC. Offsets need not be
+/// contiguous (deltas are stored per record), but each must lie within i32 of
+/// `spec.base_offset`, as in any Kafka batch; outside that range deltas wrap.
+pub fn encode_batch(spec: &BatchSpec, records: &[Record]) -> Bytes {
+    let base_timestamp = records.first().map_or(-1, |r| r.timestamp);
+    let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
+    let last_offset_delta = records
+        .last()
+        .map_or(0, |r| r.offset.wrapping_sub(spec.base_offset) as i32);
+
+    let mut buf = BytesMut::with_capacity(BATCH_HEADER_LEN + records.len() * 32);
+    buf.put_i64(spec.base_offset);
+    buf.put_i32(0); // batch length, patched below
+    buf.put_i32(spec.partition_leader_epoch);
+    buf.put_i8(MAGIC_V2);
+    buf.put_u32(0); // crc, patched below
+    buf.put_i16(without_compression(spec.attributes));
+    buf.put_i32(last_offset_delta);
+    buf.put_i64(base_timestamp);
+    buf.put_i64(max_timestamp);
+    buf.put_i64(spec.producer_id);
+    buf.put_i16(spec.producer_epoch);
+    buf.put_i32(spec.base_sequence);
+    buf.put_i32(records.len() as i32);
+
+    let mut body = Vec::new();
+    let mut len_prefix = Vec::with_capacity(5);
+    for record in records {
+        body.clear();
+        body.push(0); // record attributes: unused by Kafka
+        write_varlong(&mut body, record.timestamp.wrapping_sub(base_timestamp));
+        write_varint(
+            &mut body,
+            record.offset.wrapping_sub(spec.base_offset) as i32,
+        );
+        write_nullable(&mut body, record.key.as_deref());
+        write_nullable(&mut body, record.value.as_deref());
+        write_varint(&mut body, record.headers.len() as i32);
+        for (key, value) in &record.headers {
+            write_nullable(&mut body, Some(key.as_bytes()));
+            write_nullable(&mut body, value.as_deref());
+        }
+        len_prefix.clear();
+        write_varint(&mut len_prefix, body.len() as i32);
+        buf.put_slice(&len_prefix);
+        buf.put_slice(&body);
+    }
+
+    let batch_length = (buf.len() - LOG_OVERHEAD) as i32;
+    buf[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[ATTRIBUTES_AT..]);
+    buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    buf.freeze()
+}
+
+fn write_nullable(out: &mut Vec<u8>, data: Option<&[u8]>) {
+    match data {
+        None => write_varint(out, -1),
+        Some(data) => {
+            write_varint(out, data.len() as i32);
+            out.extend_from_slice(data);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "records_tests.rs"]
+mod tests;

@@ -1,0 +1,126 @@
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+
+use super::*;
+use crate::batch::tests::{records, spec};
+use crate::records::{decode_batch, encode_batch, DecodedBatch};
+use crate::FormatError;
+
+fn info() -> SegmentInfo {
+    SegmentInfo {
+        topic: "orders".into(),
+        topic_id: "6f1c".into(),
+        partition: 3,
+    }
+}
+
+/// Batches of the given sizes, contiguous from `base`.
+fn batches(base: i64, sizes: &[i64]) -> Vec<DecodedBatch> {
+    let mut next = base;
+    sizes
+        .iter()
+        .map(|&n| {
+            let bytes = encode_batch(&spec(next), &records(next, n));
+            next += n;
+            decode_batch(&bytes).unwrap()
+        })
+        .collect()
+}
+
+fn opts(rows: usize) -> SegmentWriteOptions {
+    SegmentWriteOptions {
+        row_group_rows: rows,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn metadata_schema_and_page_index() {
+    let input = batches(100, &[3, 4, 5]);
+    let file = write_segment(&info(), &input, &opts(5)).unwrap();
+    let options = ArrowReaderOptions::new().with_page_index(true);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).unwrap();
+    assert_eq!(builder.schema().fields(), segment_schema().fields());
+    let meta = builder.metadata();
+    let kv: std::collections::HashMap<_, _> = meta
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap()
+        .iter()
+        .map(|kv| (kv.key.as_str(), kv.value.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(kv[META_TOPIC], "orders");
+    assert_eq!(kv[META_TOPIC_ID], "6f1c");
+    assert_eq!(kv[META_PARTITION], "3");
+    assert_eq!(kv[META_FIRST_OFFSET], "100");
+    assert_eq!(kv[META_LAST_OFFSET], "111");
+    assert_eq!(kv[META_FORMAT_VERSION], "1");
+    assert_eq!(meta.num_row_groups(), 3);
+    assert!(meta.column_index().is_some(), "column index written");
+    assert!(meta.offset_index().is_some(), "offset index written");
+    let rg = meta.row_group(0);
+    assert!(matches!(
+        rg.column(0).compression(),
+        parquet::basic::Compression::ZSTD(_)
+    ));
+    assert!(rg.column(0).statistics().is_some());
+}
+
+#[test]
+fn row_group_selection_widens_to_batch_start() {
+    // Batches: 100..=103, 104..=109, 110..=111; row groups of 5 rows:
+    // rg0 = 100..=104, rg1 = 105..=109, rg2 = 110..=111.
+    let file = write_segment(&info(), &batches(100, &[4, 6, 2]), &opts(5)).unwrap();
+    let meta = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .metadata()
+        .clone();
+    assert_eq!(row_groups_from_offset(&meta, 0), vec![0, 1, 2]);
+    assert_eq!(row_groups_from_offset(&meta, 104), vec![0, 1, 2]);
+    // 107 lies in rg1, whose batch started at 104 in rg0.
+    assert_eq!(row_groups_from_offset(&meta, 107), vec![0, 1, 2]);
+    assert_eq!(row_groups_from_offset(&meta, 110), vec![2]);
+    assert_eq!(row_groups_from_offset(&meta, 112), Vec::<usize>::new());
+}
+
+#[test]
+fn reads_whole_batches_from_offset() {
+    let input = batches(100, &[4, 6, 2]);
+    let file = write_segment(&info(), &input, &opts(5)).unwrap();
+    let out = read_segment_bytes(file.clone(), 107).unwrap();
+    let decoded: Vec<_> = out.iter().map(|b| decode_batch(b).unwrap()).collect();
+    assert_eq!(decoded.len(), 2);
+    assert_eq!(decoded[0].records, input[1].records);
+    assert_eq!(decoded[1].records, input[2].records);
+    assert!(read_segment_bytes(file, 500).unwrap().is_empty());
+}
+
+#[test]
+fn compression_bits_cleared_but_other_attributes_kept() {
+    let mut input = batches(0, &[2]);
+    input[0].header.attributes = 0x10 | 0x04; // transactional, was zstd
+    let file = write_segment(&info(), &input, &opts(10)).unwrap();
+    let out = read_segment_bytes(file, 0).unwrap();
+    let h = crate::validate_batch(&out[0]).unwrap();
+    assert_eq!(h.attributes, 0x10);
+    assert_eq!(
+        (h.producer_id, h.producer_epoch, h.base_sequence),
+        (42, 3, 11)
+    );
+    assert_eq!(h.partition_leader_epoch, 7);
+}
+
+#[test]
+fn rejects_unsorted_and_empty() {
+    let mut input = batches(0, &[2, 2]);
+    input.swap(0, 1);
+    let err = write_segment(&info(), &input, &opts(10)).unwrap_err();
+    assert!(matches!(err, FormatError::InvalidSegment(_)), "{err}");
+    let err = write_segment(&info(), &[], &opts(10)).unwrap_err();
+    assert!(matches!(err, FormatError::InvalidSegment(_)), "{err}");
+}
+
+#[test]
+fn not_a_segment_is_an_error() {
+    assert!(read_segment_bytes(Bytes::from_static(b"PAR1 nope"), 0).is_err());
+}

@@ -1,0 +1,172 @@
+//! Writing decoded batches as one Parquet segment file in memory.
+
+use std::sync::Arc;
+
+use arrow_array::builder::OffsetBufferBuilder;
+use arrow_array::{
+    ArrayRef, BinaryArray, Int16Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
+    StructArray, TimestampMillisecondArray,
+};
+use arrow_schema::ArrowError;
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::format::SortingColumn;
+
+use super::{
+    header_item_field, header_struct_fields, segment_schema, SegmentInfo, SegmentWriteOptions,
+    META_FIRST_OFFSET, META_FORMAT_VERSION, META_LAST_OFFSET, META_PARTITION, META_TOPIC,
+    META_TOPIC_ID, SEGMENT_FORMAT_VERSION,
+};
+use crate::batch::BatchHeader;
+use crate::records::{DecodedBatch, Record};
+use crate::FormatError;
+
+/// Payload bytes (keys, values, headers) per Arrow chunk. Binary columns use i32 offsets,
+/// so a chunk must stay well below 2 GiB of data even when rows are few and huge.
+const CHUNK_BYTE_BUDGET: usize = 512 * 1024 * 1024;
+
+/// Writes `batches` (in offset order) as a Parquet segment and returns the file bytes.
+///
+/// Each row group holds at most `opts.row_group_rows` rows and may split a batch; readers
+/// merge the pieces (see [`super::merge_groups`]). Batches without records contribute no
+/// rows. Statistics and the page index are written so that an offset seek touches one
+/// row group. Fails if offsets are not strictly increasing or there is no record at all.
+pub fn write_segment(
+    info: &SegmentInfo,
+    batches: &[DecodedBatch],
+    opts: &SegmentWriteOptions,
+) -> Result<Bytes, FormatError> {
+    let rows: Vec<(&BatchHeader, &Record)> = batches
+        .iter()
+        .flat_map(|b| b.records.iter().map(move |r| (&b.header, r)))
+        .collect();
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return Err(FormatError::InvalidSegment("segment has no records".into()));
+    };
+    let (first_offset, last_offset) = (first.1.offset, last.1.offset);
+    if let Some(pair) = rows.windows(2).find(|w| w[0].1.offset >= w[1].1.offset) {
+        return Err(FormatError::InvalidSegment(format!(
+            "offsets not increasing: {} then {}",
+            pair[0].1.offset, pair[1].1.offset
+        )));
+    }
+
+    let compression = match opts.zstd_level {
+        Some(level) => ParquetCompression::ZSTD(ZstdLevel::try_new(level)?),
+        None => ParquetCompression::UNCOMPRESSED,
+    };
+    let row_group_rows = opts.row_group_rows.max(1);
+    let props = WriterProperties::builder()
+        .set_compression(compression)
+        .set_max_row_group_size(row_group_rows)
+        // Page statistics give chunk statistics plus the column index; the offset index
+        // is on by default. Together they let a reader seek by offset.
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: super::col::OFFSET as i32,
+            descending: false,
+            nulls_first: false,
+        }]))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(META_TOPIC.into(), info.topic.clone()),
+            KeyValue::new(META_TOPIC_ID.into(), info.topic_id.clone()),
+            KeyValue::new(META_PARTITION.into(), info.partition.to_string()),
+            KeyValue::new(META_FIRST_OFFSET.into(), first_offset.to_string()),
+            KeyValue::new(META_LAST_OFFSET.into(), last_offset.to_string()),
+            KeyValue::new(
+                META_FORMAT_VERSION.into(),
+                SEGMENT_FORMAT_VERSION.to_string(),
+            ),
+        ]))
+        .build();
+
+    let mut writer = ArrowWriter::try_new(Vec::new(), segment_schema(), Some(props))?;
+    let mut start = 0;
+    while start < rows.len() {
+        let mut end = start;
+        let mut bytes = 0usize;
+        while end < rows.len() && end - start < row_group_rows {
+            let size = payload_len(rows[end].1);
+            if end > start && bytes.saturating_add(size) > CHUNK_BYTE_BUDGET {
+                break;
+            }
+            bytes = bytes.saturating_add(size);
+            end += 1;
+        }
+        writer.write(&to_record_batch(&rows[start..end])?)?;
+        // One chunk, one row group: keeps row groups aligned with the byte budget too.
+        writer.flush()?;
+        start = end;
+    }
+    Ok(Bytes::from(writer.into_inner()?))
+}
+
+fn payload_len(record: &Record) -> usize {
+    let len = |b: &Option<Bytes>| b.as_ref().map_or(0, |b| b.len());
+    record
+        .headers
+        .iter()
+        .fold(len(&record.key) + len(&record.value), |acc, (k, v)| {
+            acc + k.len() + len(v)
+        })
+}
+
+fn to_record_batch(rows: &[(&BatchHeader, &Record)]) -> Result<RecordBatch, FormatError> {
+    let header_col = |f: fn(&BatchHeader) -> i64| rows.iter().map(move |(h, _)| f(h));
+    let offset = Int64Array::from_iter_values(rows.iter().map(|(_, r)| r.offset));
+    let timestamp =
+        TimestampMillisecondArray::from_iter_values(rows.iter().map(|(_, r)| r.timestamp));
+    let key: BinaryArray = rows.iter().map(|(_, r)| r.key.as_deref()).collect();
+    let value: BinaryArray = rows.iter().map(|(_, r)| r.value.as_deref()).collect();
+
+    let all_headers = || rows.iter().flat_map(|(_, r)| r.headers.iter());
+    // from_iter_values needs an exact size hint, which flat_map cannot give.
+    let header_keys = StringArray::from(all_headers().map(|(k, _)| k.as_str()).collect::<Vec<_>>());
+    let header_values: BinaryArray = all_headers().map(|(_, v)| v.as_deref()).collect();
+    let header_structs = StructArray::try_new(
+        header_struct_fields(),
+        vec![Arc::new(header_keys) as ArrayRef, Arc::new(header_values)],
+        None,
+    )?;
+    // OffsetBufferBuilder panics on i32 overflow, so check the total first.
+    let total: usize = rows.iter().map(|(_, r)| r.headers.len()).sum();
+    if i32::try_from(total).is_err() {
+        return Err(ArrowError::ComputeError("too many headers in one chunk".into()).into());
+    }
+    let mut offsets = OffsetBufferBuilder::<i32>::new(rows.len());
+    for (_, r) in rows {
+        offsets.push_length(r.headers.len());
+    }
+    let headers = ListArray::try_new(
+        header_item_field(),
+        offsets.finish(),
+        Arc::new(header_structs),
+        None,
+    )?;
+
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(offset),
+        Arc::new(timestamp),
+        Arc::new(key),
+        Arc::new(value),
+        Arc::new(headers),
+        Arc::new(Int64Array::from_iter_values(header_col(|h| h.base_offset))),
+        Arc::new(Int16Array::from_iter_values(
+            rows.iter().map(|(h, _)| h.attributes),
+        )),
+        Arc::new(Int64Array::from_iter_values(header_col(|h| h.producer_id))),
+        Arc::new(Int16Array::from_iter_values(
+            rows.iter().map(|(h, _)| h.producer_epoch),
+        )),
+        Arc::new(Int32Array::from_iter_values(
+            rows.iter().map(|(h, _)| h.base_sequence),
+        )),
+        Arc::new(Int32Array::from_iter_values(
+            rows.iter().map(|(h, _)| h.partition_leader_epoch),
+        )),
+    ];
+    Ok(RecordBatch::try_new(segment_schema(), columns)?)
+}

@@ -1,0 +1,142 @@
+//! The WAL flusher: every `wal.flush.ms` (or sooner when `wal.flush.bytes`
+//! are pending) it writes ONE object holding the new batches of every
+//! partition this broker leads, then commits each partition's new end
+//! offset in one metadata call. Only then does the high watermark move.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use object_store::path::Path;
+use object_store::PutPayload;
+use strata_meta::{WalCommit, WalRange};
+
+use crate::manager::Inner;
+use crate::partition::{MemBatch, Partition};
+
+/// One partition's share of a WAL object being written.
+struct Share {
+    partition: Arc<Partition>,
+    epoch: i32,
+    range: WalRange,
+}
+
+pub(crate) fn wal_key(broker: i32, boot: &str, seq: u64) -> String {
+    format!("wal/{broker}/{boot}-{seq:012}")
+}
+
+/// Splits a WAL range's bytes back into the batches it holds.
+pub(crate) fn batches_of(range: &WalRange, data: Bytes) -> Result<Vec<MemBatch>, crate::LogError> {
+    let mut out = Vec::new();
+    for r in strata_format::batch::split_batches(&data)? {
+        let h = strata_format::batch::parse_header(&data[r.clone()])?;
+        out.push(MemBatch {
+            base: h.base_offset,
+            last: h.last_offset(),
+            max_ts: h.max_timestamp,
+            data: data.slice(r),
+        });
+    }
+    if out.first().map(|b| b.base) != Some(range.base_offset)
+        || out.last().map(|b| b.last) != Some(range.last_offset)
+    {
+        return Err(crate::LogError::Store(format!(
+            "wal object {} bytes {}..{} do not hold offsets {}..={}",
+            range.key, range.start, range.end, range.base_offset, range.last_offset
+        )));
+    }
+    Ok(out)
+}
+
+impl Inner {
+    /// Runs one flush if anything is pending; returns whether it wrote.
+    /// Retries until the object is written and committed: acknowledged
+    /// acks=1 data and waiting acks=all producers depend on it.
+    pub(crate) async fn flush_once(&self, seq: u64) -> bool {
+        let partitions: Vec<Arc<Partition>> =
+            self.partitions.read().await.values().cloned().collect();
+        let mut body = BytesMut::new();
+        let mut shares = Vec::new();
+        let key = wal_key(self.config.broker_id, &self.boot_id, seq);
+        for p in partitions {
+            let Some((epoch, batches)) = p.take_unflushed() else {
+                continue;
+            };
+            let start = body.len() as u64;
+            let mut max_ts = i64::MIN;
+            for b in &batches {
+                body.extend_from_slice(&b.data);
+                max_ts = max_ts.max(b.max_ts);
+            }
+            let range = WalRange {
+                key: key.clone(),
+                start,
+                end: body.len() as u64,
+                base_offset: batches[0].base,
+                last_offset: batches[batches.len() - 1].last,
+                max_timestamp: max_ts,
+            };
+            shares.push(Share {
+                partition: p,
+                epoch,
+                range,
+            });
+        }
+        if shares.is_empty() {
+            return false;
+        }
+        let size = body.len();
+        let payload = PutPayload::from(body.freeze());
+        let path = Path::from(key.as_str());
+        let mut attempt = 0u32;
+        loop {
+            match self.store.put(&path, payload.clone()).await {
+                Ok(_) => break,
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(key, attempt, error = %e, "wal put failed; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+        let commits: Vec<WalCommit> = shares
+            .iter()
+            .map(|s| WalCommit {
+                tp: s.partition.tp.clone(),
+                epoch: s.epoch,
+                range: s.range.clone(),
+            })
+            .collect();
+        let mut attempt = 0u32;
+        let results = loop {
+            match self.meta.commit_wal(commits.clone()).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(key, attempt, error = %e, "wal commit failed; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        };
+        for (share, result) in shares.iter().zip(results) {
+            match result {
+                Ok(()) => share.partition.advance_hw(share.range.last_offset + 1),
+                Err(e) => {
+                    // Fenced: another leader owns it now. Its unflushed data
+                    // was never acknowledged with acks=all.
+                    tracing::warn!(tp = %share.partition.tp, error = %e, "wal commit refused; giving up the partition");
+                    share.partition.close();
+                }
+            }
+        }
+        tracing::debug!(key, bytes = size, partitions = shares.len(), "wal flushed");
+        self.hw_changed.notify_waiters();
+        self.backpressure.notify_waiters();
+        true
+    }
+}
+
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let ms = 20u64.saturating_mul(1 << attempt.min(8)).min(2_000);
+    Duration::from_millis(ms)
+}

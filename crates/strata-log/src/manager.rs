@@ -1,0 +1,385 @@
+//! The broker's set of led partitions and the background loops that keep
+//! them durable: the WAL flusher, the sealer and retention.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use strata_common::config::TopicConfig;
+use strata_common::{Clock, TopicPartition};
+use strata_meta::{Metadata, TopicMeta};
+use tokio::sync::{Notify, RwLock};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::partition::{Located, MemBatch, Partition};
+use crate::reader::SegmentReader;
+use crate::LogError;
+
+/// Broker-level knobs of the log (topic-level ones are topic configs).
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub broker_id: i32,
+    pub wal_flush_ms: u64,
+    pub wal_flush_bytes: usize,
+    /// Unflushed bytes across partitions above which producers wait.
+    pub max_pending_bytes: usize,
+    pub cache_memory_bytes: usize,
+    pub seal_check_ms: u64,
+    pub retention_check_ms: u64,
+    pub row_group_rows: usize,
+    pub multipart_part_bytes: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            broker_id: 1,
+            wal_flush_ms: 5,
+            wal_flush_bytes: 4 << 20,
+            max_pending_bytes: 64 << 20,
+            cache_memory_bytes: 256 << 20,
+            seal_check_ms: 1_000,
+            retention_check_ms: 5_000,
+            row_group_rows: 8192,
+            multipart_part_bytes: 16 << 20,
+        }
+    }
+}
+
+/// What a fetch of one partition returns.
+#[derive(Debug, Default)]
+pub struct ReadResult {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub batches: Vec<Bytes>,
+}
+
+pub(crate) struct Inner {
+    pub config: LogConfig,
+    pub store: Arc<dyn ObjectStore>,
+    pub meta: Arc<dyn Metadata>,
+    pub clock: Arc<dyn Clock>,
+    pub boot_id: String,
+    pub partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    pub hw_changed: Notify,
+    pub backpressure: Notify,
+    pub flush_now: Notify,
+    pub reader: SegmentReader,
+    pub shutdown: CancellationToken,
+    seq: AtomicU64,
+}
+
+/// Handle to the log of one broker. Cheap to clone.
+#[derive(Clone)]
+pub struct LogManager {
+    inner: Arc<Inner>,
+}
+
+impl LogManager {
+    /// Opens every partition of every topic, taking leadership under a new
+    /// epoch and rebuilding the unsealed tail from the WAL objects.
+    pub async fn open(
+        config: LogConfig,
+        store: Arc<dyn ObjectStore>,
+        meta: Arc<dyn Metadata>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, LogError> {
+        let boot_id = format!("{:x}", clock.now_ms());
+        let reader = SegmentReader::new(store.clone(), config.cache_memory_bytes);
+        let inner = Arc::new(Inner {
+            config,
+            store,
+            meta,
+            clock,
+            boot_id,
+            partitions: RwLock::new(HashMap::new()),
+            hw_changed: Notify::new(),
+            backpressure: Notify::new(),
+            flush_now: Notify::new(),
+            reader,
+            shutdown: CancellationToken::new(),
+            seq: AtomicU64::new(0),
+        });
+        let this = Self { inner };
+        for t in this.inner.meta.topics().await? {
+            this.open_topic(&t).await?;
+        }
+        Ok(this)
+    }
+
+    /// Starts the flusher, sealer and retention loops.
+    pub fn start(&self) -> JoinSet<()> {
+        let mut set = JoinSet::new();
+        let inner = self.inner.clone();
+        set.spawn(async move { inner.flush_loop().await });
+        let inner = self.inner.clone();
+        set.spawn(async move { inner.maintenance_loop().await });
+        set
+    }
+
+    /// Stops the loops after one last flush of everything pending.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        self.inner.flush_once(seq).await;
+    }
+
+    pub fn hw_changed(&self) -> &Notify {
+        &self.inner.hw_changed
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner.store
+    }
+
+    pub fn meta(&self) -> &Arc<dyn Metadata> {
+        &self.inner.meta
+    }
+
+    pub fn broker_id(&self) -> i32 {
+        self.inner.config.broker_id
+    }
+
+    pub async fn partition(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
+        self.inner.partitions.read().await.get(tp).cloned()
+    }
+
+    /// Takes leadership of the topic's partitions not yet open here.
+    pub async fn open_topic(&self, topic: &TopicMeta) -> Result<(), LogError> {
+        let config = TopicConfig::from_overrides(&topic.configs);
+        for p in 0..topic.partitions {
+            let tp = TopicPartition::new(topic.name.as_str(), p);
+            if self.inner.partitions.read().await.contains_key(&tp) {
+                continue;
+            }
+            let manifest = self
+                .inner
+                .meta
+                .acquire_partition(&tp, self.inner.config.broker_id)
+                .await?;
+            let mut mem: Vec<MemBatch> = Vec::new();
+            let loads = manifest.wal.iter().cloned().map(|r| {
+                let store = self.inner.store.clone();
+                async move {
+                    let data = store
+                        .get_range(&Path::from(r.key.as_str()), r.start..r.end)
+                        .await?;
+                    crate::flush::batches_of(&r, data)
+                }
+            });
+            let mut loads = futures::stream::iter(loads).buffered(16);
+            while let Some(batches) = loads.next().await {
+                mem.extend(batches?);
+            }
+            tracing::info!(%tp, epoch = manifest.leader_epoch, end = manifest.end_offset,
+                segments = manifest.segments.len(), wal_ranges = manifest.wal.len(), "partition opened");
+            let part = Partition::new(
+                tp.clone(),
+                topic.id,
+                config.clone(),
+                &manifest,
+                mem,
+                self.inner.clock.now_ms(),
+            );
+            self.inner
+                .partitions
+                .write()
+                .await
+                .insert(tp, Arc::new(part));
+        }
+        Ok(())
+    }
+
+    pub async fn refresh_config(&self, topic: &TopicMeta) {
+        let config = TopicConfig::from_overrides(&topic.configs);
+        for (tp, p) in self.inner.partitions.read().await.iter() {
+            if *tp.topic == *topic.name {
+                p.set_config(config.clone());
+            }
+        }
+    }
+
+    /// Forgets a deleted topic and removes its sealed segments.
+    pub async fn drop_topic(&self, name: &str) {
+        let mut parts = self.inner.partitions.write().await;
+        parts.retain(|tp, p| {
+            if *tp.topic == *name {
+                p.close();
+                false
+            } else {
+                true
+            }
+        });
+        drop(parts);
+        let store = self.inner.store.clone();
+        let prefix = Path::from(strata_common::topic_prefix(name).trim_end_matches('/'));
+        tokio::spawn(async move {
+            let keys: Vec<_> = store
+                .list(Some(&prefix))
+                .filter_map(|m| async move { m.ok().map(|m| m.location) })
+                .collect()
+                .await;
+            for k in keys {
+                if let Err(e) = store.delete(&k).await {
+                    tracing::warn!(key = %k, error = %e, "deleting object of deleted topic failed");
+                }
+            }
+        });
+    }
+
+    /// Appends (validating every batch first), waiting up to `timeout`
+    /// while too much is unflushed. Durability is awaited separately with
+    /// [`Partition::wait_durable`], so a connection can append its next
+    /// request meanwhile.
+    pub async fn append(
+        &self,
+        tp: &TopicPartition,
+        records: &Bytes,
+        timeout: Duration,
+    ) -> Result<(Arc<Partition>, crate::AppendResult), LogError> {
+        let part = self
+            .partition(tp)
+            .await
+            .ok_or_else(|| LogError::UnknownPartition(tp.to_string()))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.backpressure.notified();
+            if self.pending_bytes().await < self.inner.config.max_pending_bytes {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(LogError::Timeout);
+            }
+        }
+        let res = part.append(records, self.inner.clock.now_ms())?;
+        if part.unflushed_bytes() >= self.inner.config.wal_flush_bytes {
+            self.inner.flush_now.notify_one();
+        }
+        Ok((part, res))
+    }
+
+    async fn pending_bytes(&self) -> usize {
+        self.inner
+            .partitions
+            .read()
+            .await
+            .values()
+            .map(|p| p.unflushed_bytes())
+            .sum()
+    }
+
+    /// Reads committed batches from `offset`, up to about `max_bytes`
+    /// (always at least one batch when any is available).
+    pub async fn read(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, LogError> {
+        let part = self
+            .partition(tp)
+            .await
+            .ok_or_else(|| LogError::UnknownPartition(tp.to_string()))?;
+        let located = part.locate(offset, max_bytes)?;
+        let (high_watermark, log_start_offset) = {
+            let st = part.lock();
+            (st.hw, st.log_start)
+        };
+        let batches = match located {
+            Located::Memory(b) => b,
+            Located::Nothing => Vec::new(),
+            Located::Segment(seg) => self.inner.reader.read(&seg, offset, max_bytes).await?,
+        };
+        Ok(ReadResult {
+            high_watermark,
+            log_start_offset,
+            batches,
+        })
+    }
+
+    /// Kafka's ListOffsets for one partition: -2 earliest, -1 latest, -3 max
+    /// timestamp, else the first offset whose timestamp is >= `timestamp`.
+    /// Returns (offset, timestamp); offset -1 when none.
+    pub async fn list_offset(
+        &self,
+        tp: &TopicPartition,
+        timestamp: i64,
+    ) -> Result<(i64, i64), LogError> {
+        let part = self
+            .partition(tp)
+            .await
+            .ok_or_else(|| LogError::UnknownPartition(tp.to_string()))?;
+        crate::seal::list_offset(&self.inner, &part, timestamp).await
+    }
+
+    /// Kafka's DeleteRecords: moves the log start offset to `offset`
+    /// (-1 means the high watermark). Returns the new low watermark.
+    pub async fn delete_records(&self, tp: &TopicPartition, offset: i64) -> Result<i64, LogError> {
+        let part = self
+            .partition(tp)
+            .await
+            .ok_or_else(|| LogError::UnknownPartition(tp.to_string()))?;
+        let (epoch, hw, start) = {
+            let st = part.lock();
+            (st.epoch, st.hw, st.log_start)
+        };
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start,
+                end: hw,
+            });
+        }
+        crate::seal::truncate_front(&self.inner, &part, epoch, target).await?;
+        Ok(part.log_start_offset())
+    }
+}
+
+impl Inner {
+    async fn flush_loop(self: Arc<Self>) {
+        let period = Duration::from_millis(self.config.wal_flush_ms.max(1));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+                _ = self.flush_now.notified() => {}
+            }
+            let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+            self.flush_once(seq).await;
+        }
+    }
+
+    async fn maintenance_loop(self: Arc<Self>) {
+        let mut seal =
+            tokio::time::interval(Duration::from_millis(self.config.seal_check_ms.max(10)));
+        let mut retention = tokio::time::interval(Duration::from_millis(
+            self.config.retention_check_ms.max(10),
+        ));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = seal.tick() => {
+                    let parts: Vec<_> = self.partitions.read().await.values().cloned().collect();
+                    for p in parts {
+                        crate::seal::maybe_seal(&self, &p).await;
+                    }
+                }
+                _ = retention.tick() => {
+                    let parts: Vec<_> = self.partitions.read().await.values().cloned().collect();
+                    for p in parts {
+                        crate::seal::apply_retention(&self, &p).await;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! One partition led by this broker: assigns offsets, holds the unsealed
+//! tail in memory, and knows which sealed segments hold older offsets.
+//!
+//! All state sits behind one short-held mutex; nothing awaits while holding
+//! it. The high watermark is published on a watch channel so acks=all
+//! producers and long-polling fetches wake when a flush commits.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use bytes::{Bytes, BytesMut};
+use strata_common::config::TopicConfig;
+use strata_common::TopicPartition;
+use strata_format::batch::{set_base_offset, set_partition_leader_epoch, split_batches};
+use strata_meta::{PartitionManifest, SegmentEntry};
+use tokio::sync::watch;
+
+use crate::LogError;
+
+/// Batches as they arrived, with their assigned offsets.
+#[derive(Clone, Debug)]
+pub(crate) struct MemBatch {
+    pub base: i64,
+    pub last: i64,
+    pub max_ts: i64,
+    pub data: Bytes,
+}
+
+pub(crate) struct PState {
+    pub epoch: i32,
+    pub config: TopicConfig,
+    pub log_start: i64,
+    pub next_offset: i64,
+    pub hw: i64,
+    /// Unsealed batches in offset order, flushed or not.
+    pub mem: VecDeque<MemBatch>,
+    pub mem_bytes: usize,
+    /// Appended since the last flush began.
+    pub unflushed: Vec<MemBatch>,
+    pub unflushed_bytes: usize,
+    /// When the oldest unsealed batch arrived (for segment.ms).
+    pub mem_since_ms: Option<i64>,
+    pub segments: Vec<SegmentEntry>,
+    pub sealing: bool,
+    /// Set when leadership was lost or the topic deleted: refuse everything.
+    pub closed: bool,
+}
+
+/// Offsets given to one produce request's batches.
+#[derive(Clone, Copy, Debug)]
+pub struct AppendResult {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_start_offset: i64,
+}
+
+pub struct Partition {
+    pub tp: TopicPartition,
+    pub topic_id: uuid::Uuid,
+    pub(crate) state: Mutex<PState>,
+    hw_tx: watch::Sender<i64>,
+}
+
+/// What a read found: batches from memory, or the segment to read them from.
+pub(crate) enum Located {
+    Memory(Vec<Bytes>),
+    Segment(SegmentEntry),
+    Nothing,
+}
+
+impl Partition {
+    pub(crate) fn new(
+        tp: TopicPartition,
+        topic_id: uuid::Uuid,
+        config: TopicConfig,
+        manifest: &PartitionManifest,
+        mem: Vec<MemBatch>,
+        now_ms: i64,
+    ) -> Self {
+        let mem_bytes = mem.iter().map(|b| b.data.len()).sum();
+        let mem_since_ms = if mem.is_empty() { None } else { Some(now_ms) };
+        let (hw_tx, _) = watch::channel(manifest.end_offset);
+        Self {
+            tp,
+            topic_id,
+            state: Mutex::new(PState {
+                epoch: manifest.leader_epoch,
+                config,
+                log_start: manifest.log_start_offset,
+                next_offset: manifest.end_offset,
+                hw: manifest.end_offset,
+                mem: mem.into(),
+                mem_bytes,
+                unflushed: Vec::new(),
+                unflushed_bytes: 0,
+                mem_since_ms,
+                segments: manifest.segments.clone(),
+                sealing: false,
+                closed: false,
+            }),
+            hw_tx,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, PState> {
+        // A panic while holding this lock is a bug; the state is still
+        // consistent because every update is a few assignments.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        *self.hw_tx.borrow()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.lock().log_start
+    }
+
+    pub fn epoch(&self) -> i32 {
+        self.lock().epoch
+    }
+
+    pub fn config(&self) -> TopicConfig {
+        self.lock().config.clone()
+    }
+
+    pub(crate) fn set_config(&self, config: TopicConfig) {
+        self.lock().config = config;
+    }
+
+    /// Validates `records` (one or more v2 batches) and assigns offsets.
+    /// Nothing is kept unless every batch is valid.
+    pub fn append(&self, records: &Bytes, now_ms: i64) -> Result<AppendResult, LogError> {
+        let ranges = split_batches(records)?;
+        if ranges.is_empty() {
+            return Err(LogError::Corrupt(strata_format::FormatError::Corrupt(
+                "produce request without record batches".into(),
+            )));
+        }
+        let mut st = self.lock();
+        if st.closed {
+            return Err(LogError::NotLeader(self.tp.clone()));
+        }
+        let max = st.config.max_message_bytes;
+        for r in &ranges {
+            if r.len() > max as usize {
+                return Err(LogError::TooLarge { size: r.len(), max });
+            }
+        }
+        let base_offset = st.next_offset;
+        let epoch = st.epoch;
+        for r in ranges {
+            let mut buf = BytesMut::from(&records[r]);
+            let header = strata_format::batch::parse_header(&buf)?;
+            let base = st.next_offset;
+            set_base_offset(&mut buf, base);
+            set_partition_leader_epoch(&mut buf, epoch);
+            let last = base + header.last_offset_delta as i64;
+            let b = MemBatch {
+                base,
+                last,
+                max_ts: header.max_timestamp,
+                data: buf.freeze(),
+            };
+            st.next_offset = last + 1;
+            st.mem_bytes += b.data.len();
+            st.unflushed_bytes += b.data.len();
+            st.mem.push_back(b.clone());
+            st.unflushed.push(b);
+        }
+        if st.mem_since_ms.is_none() {
+            st.mem_since_ms = Some(now_ms);
+        }
+        Ok(AppendResult {
+            base_offset,
+            last_offset: st.next_offset - 1,
+            log_start_offset: st.log_start,
+        })
+    }
+
+    /// Waits until the high watermark passes `offset` or `timeout` elapses.
+    pub async fn wait_durable(
+        &self,
+        offset: i64,
+        timeout: std::time::Duration,
+    ) -> Result<(), LogError> {
+        let mut rx = self.hw_tx.subscribe();
+        let outcome = tokio::time::timeout(timeout, async {
+            rx.wait_for(|hw| *hw > offset).await.is_ok()
+        })
+        .await;
+        match outcome {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(LogError::Shutdown),
+            Err(_) => {
+                if self.lock().closed {
+                    Err(LogError::NotLeader(self.tp.clone()))
+                } else {
+                    Err(LogError::Timeout)
+                }
+            }
+        }
+    }
+
+    pub(crate) fn take_unflushed(&self) -> Option<(i32, Vec<MemBatch>)> {
+        let mut st = self.lock();
+        if st.unflushed.is_empty() || st.closed {
+            return None;
+        }
+        st.unflushed_bytes = 0;
+        Some((st.epoch, std::mem::take(&mut st.unflushed)))
+    }
+
+    pub(crate) fn unflushed_bytes(&self) -> usize {
+        self.lock().unflushed_bytes
+    }
+
+    pub(crate) fn advance_hw(&self, end: i64) {
+        let mut st = self.lock();
+        if end > st.hw {
+            st.hw = end;
+            drop(st);
+            self.hw_tx.send_replace(end);
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+    }
+
+    /// Finds where `offset` lives, up to the high watermark.
+    pub(crate) fn locate(&self, offset: i64, max_bytes: usize) -> Result<Located, LogError> {
+        let st = self.lock();
+        if st.closed {
+            return Err(LogError::NotLeader(self.tp.clone()));
+        }
+        if offset < st.log_start || offset > st.hw {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: st.log_start,
+                end: st.hw,
+            });
+        }
+        if offset == st.hw {
+            return Ok(Located::Nothing);
+        }
+        if let Some(first) = st.mem.front() {
+            if offset >= first.base {
+                // The batch holding `offset` is served whole, as Kafka does.
+                let idx = st.mem.partition_point(|b| b.last < offset);
+                let mut out = Vec::new();
+                let mut size = 0;
+                for b in st.mem.range(idx..) {
+                    if b.base >= st.hw || (!out.is_empty() && size + b.data.len() > max_bytes) {
+                        break;
+                    }
+                    size += b.data.len();
+                    out.push(b.data.clone());
+                }
+                return Ok(Located::Memory(out));
+            }
+        }
+        let idx = st.segments.partition_point(|s| s.last_offset < offset);
+        match st.segments.get(idx) {
+            Some(s) => Ok(Located::Segment(s.clone())),
+            None => Ok(Located::Nothing),
+        }
+    }
+}

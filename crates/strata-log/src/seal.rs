@@ -1,0 +1,258 @@
+//! Sealing (the unsealed tail becomes one Parquet object committed to the
+//! manifest), retention and log-start moves, and timestamp lookups.
+
+use std::sync::Arc;
+
+use object_store::path::Path;
+use strata_format::segment::{write_segment, SegmentInfo, SegmentWriteOptions};
+use strata_meta::{Freed, SegmentEntry};
+
+use crate::manager::Inner;
+use crate::partition::Partition;
+use crate::LogError;
+
+/// Seals the flushed part of the tail if it reached segment.bytes or is
+/// older than segment.ms.
+pub(crate) async fn maybe_seal(inner: &Arc<Inner>, part: &Arc<Partition>) {
+    let now = inner.clock.now_ms();
+    let (batches, epoch) = {
+        let mut st = part.lock();
+        if st.sealing || st.closed {
+            return;
+        }
+        let flushed: Vec<_> = st
+            .mem
+            .iter()
+            .take_while(|b| b.last < st.hw)
+            .cloned()
+            .collect();
+        let bytes: usize = flushed.iter().map(|b| b.data.len()).sum();
+        let aged = st
+            .mem_since_ms
+            .is_some_and(|t| now.saturating_sub(t) >= st.config.segment_ms);
+        if flushed.is_empty() || (bytes < st.config.segment_bytes as usize && !aged) {
+            return;
+        }
+        // Cut at segment.bytes so one seal never holds much more than that.
+        let mut size = 0usize;
+        let cut: Vec<_> = flushed
+            .into_iter()
+            .take_while(|b| {
+                let take = size < st.config.segment_bytes as usize;
+                size += b.data.len();
+                take
+            })
+            .collect();
+        st.sealing = true;
+        (cut, st.epoch)
+    };
+    let result = seal(inner, part, batches, epoch).await;
+    let mut st = part.lock();
+    st.sealing = false;
+    match result {
+        Ok(entry) => {
+            while st.mem.front().is_some_and(|b| b.last <= entry.last_offset) {
+                if let Some(b) = st.mem.pop_front() {
+                    st.mem_bytes -= b.data.len();
+                }
+            }
+            st.mem_since_ms = if st.mem.is_empty() { None } else { Some(now) };
+            st.segments.push(entry);
+        }
+        Err(e) => {
+            tracing::warn!(tp = %part.tp, error = %e, "sealing failed; will retry");
+            if let LogError::Meta(m) = &e {
+                if m.is_fenced() {
+                    st.closed = true;
+                }
+            }
+        }
+    }
+}
+
+async fn seal(
+    inner: &Arc<Inner>,
+    part: &Arc<Partition>,
+    batches: Vec<crate::partition::MemBatch>,
+    epoch: i32,
+) -> Result<SegmentEntry, LogError> {
+    let base = batches[0].base;
+    let last = batches[batches.len() - 1].last;
+    let max_ts = batches.iter().map(|b| b.max_ts).max().unwrap_or(-1);
+    let info = SegmentInfo {
+        topic: part.tp.topic.to_string(),
+        topic_id: part.topic_id.to_string(),
+        partition: part.tp.partition,
+    };
+    let opts = SegmentWriteOptions {
+        row_group_rows: inner.config.row_group_rows,
+        ..Default::default()
+    };
+    let file = tokio::task::spawn_blocking(move || {
+        let decoded = batches
+            .iter()
+            .map(|b| strata_format::decode_batch(&b.data))
+            .collect::<Result<Vec<_>, _>>()?;
+        write_segment(&info, &decoded, &opts)
+    })
+    .await
+    .map_err(|e| LogError::Store(format!("seal task: {e}")))??;
+    let key = strata_common::segment_key(&part.tp.topic, part.tp.partition, base);
+    let size = file.len() as u64;
+    strata_store::put_large(
+        inner.store.as_ref(),
+        &Path::from(key.as_str()),
+        file,
+        inner.config.multipart_part_bytes,
+    )
+    .await
+    .map_err(|e| LogError::Store(e.to_string()))?;
+    let entry = SegmentEntry {
+        base_offset: base,
+        last_offset: last,
+        key: key.clone(),
+        size_bytes: size,
+        max_timestamp: max_ts,
+    };
+    let orphans = inner
+        .meta
+        .commit_segment(&part.tp, epoch, entry.clone())
+        .await?;
+    tracing::debug!(tp = %part.tp, key, base, last, bytes = size, "segment sealed");
+    delete_keys(inner, orphans).await;
+    Ok(entry)
+}
+
+async fn delete_keys(inner: &Arc<Inner>, keys: Vec<String>) {
+    for k in keys {
+        if let Err(e) = inner.store.delete(&Path::from(k.as_str())).await {
+            tracing::warn!(key = k, error = %e, "deleting unreferenced object failed");
+        }
+    }
+}
+
+/// Moves the log start to `offset`, committing first, then deleting what
+/// no longer holds live records.
+pub(crate) async fn truncate_front(
+    inner: &Arc<Inner>,
+    part: &Arc<Partition>,
+    epoch: i32,
+    offset: i64,
+) -> Result<(), LogError> {
+    let Freed { segments, wal_keys } = inner.meta.truncate_front(&part.tp, epoch, offset).await?;
+    {
+        let mut st = part.lock();
+        st.log_start = st.log_start.max(offset);
+        st.segments.retain(|s| s.last_offset >= offset);
+    }
+    delete_keys(inner, segments.into_iter().map(|s| s.key).collect()).await;
+    delete_keys(inner, wal_keys).await;
+    Ok(())
+}
+
+/// Deletes whole sealed segments past retention.ms or retention.bytes.
+pub(crate) async fn apply_retention(inner: &Arc<Inner>, part: &Arc<Partition>) {
+    let now = inner.clock.now_ms();
+    let (new_start, epoch) = {
+        let st = part.lock();
+        if st.closed || st.config.compact || st.segments.is_empty() {
+            return;
+        }
+        let mut total: i64 =
+            st.segments.iter().map(|s| s.size_bytes as i64).sum::<i64>() + st.mem_bytes as i64;
+        let mut new_start = None;
+        for (i, s) in st.segments.iter().enumerate() {
+            let too_old = st.config.retention_ms >= 0
+                && s.max_timestamp >= 0
+                && now.saturating_sub(s.max_timestamp) > st.config.retention_ms;
+            let too_big = st.config.retention_bytes >= 0 && total > st.config.retention_bytes;
+            if !(too_old || too_big) {
+                break;
+            }
+            total -= s.size_bytes as i64;
+            let next = st
+                .segments
+                .get(i + 1)
+                .map(|n| n.base_offset)
+                .or_else(|| st.mem.front().map(|b| b.base))
+                .unwrap_or(st.hw);
+            new_start = Some(next);
+        }
+        match new_start {
+            Some(s) if s > st.log_start => (s, st.epoch),
+            _ => return,
+        }
+    };
+    match truncate_front(inner, part, epoch, new_start).await {
+        Ok(()) => {
+            tracing::info!(tp = %part.tp, log_start = new_start, "retention removed segments")
+        }
+        Err(e) => tracing::warn!(tp = %part.tp, error = %e, "retention failed"),
+    }
+}
+
+/// ListOffsets for one partition; see `LogManager::list_offset`.
+pub(crate) async fn list_offset(
+    inner: &Arc<Inner>,
+    part: &Arc<Partition>,
+    timestamp: i64,
+) -> Result<(i64, i64), LogError> {
+    let (start, hw, segments, mem) = {
+        let st = part.lock();
+        let mem: Vec<_> = st.mem.iter().filter(|b| b.base < st.hw).cloned().collect();
+        (st.log_start, st.hw, st.segments.clone(), mem)
+    };
+    match timestamp {
+        -2 => return Ok((start, -1)),
+        -1 => return Ok((hw, -1)),
+        _ => {}
+    }
+    // Candidate batches in offset order: sealed segments are read lazily,
+    // only the one whose max timestamp qualifies.
+    let mut best: Option<(i64, i64)> = None;
+    let mut consider = |batch: &[u8]| -> Result<bool, LogError> {
+        let d = strata_format::decode_batch(batch)?;
+        for r in d.records {
+            if r.offset < start || r.offset >= hw {
+                continue;
+            }
+            if timestamp == -3 {
+                if best.is_none_or(|(_, t)| r.timestamp > t) {
+                    best = Some((r.offset, r.timestamp));
+                }
+            } else if r.timestamp >= timestamp {
+                best = Some((r.offset, r.timestamp));
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    for s in segments.iter().filter(|s| s.last_offset >= start) {
+        if timestamp != -3 && s.max_timestamp < timestamp {
+            continue;
+        }
+        let mut offset = s.base_offset.max(start);
+        while offset <= s.last_offset {
+            let batches = inner.reader.read(s, offset, 1 << 20).await?;
+            if batches.is_empty() {
+                break;
+            }
+            for b in &batches {
+                if consider(b)? {
+                    return Ok(best.unwrap_or((-1, -1)));
+                }
+                let h = strata_format::parse_header(b)?;
+                offset = offset.max(h.last_offset() + 1);
+            }
+        }
+    }
+    for b in mem.iter().filter(|b| b.last >= start) {
+        if timestamp != -3 && b.max_ts < timestamp {
+            continue;
+        }
+        if consider(&b.data)? {
+            break;
+        }
+    }
+    Ok(best.unwrap_or((-1, -1)))
+}
