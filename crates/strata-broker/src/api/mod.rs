@@ -72,6 +72,48 @@ fn decode<T: Decodable>(body: Bytes, version: i16) -> Result<T, String> {
     .unwrap_or_else(|_| Err("decoder panicked".to_string()))
 }
 
+/// Parses a whole request frame body (header and message) the way a
+/// connection does, without acting on it. The fuzz target drives this: any
+/// input must give `Ok` or `Err`, never a panic or a hang.
+pub fn parse_request(frame: Bytes) -> Result<ApiKey, String> {
+    use kafka_protocol::messages::*;
+    if frame.len() < 8 {
+        return Err("frame shorter than a request header".into());
+    }
+    let key = ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]]))
+        .map_err(|_| "unknown api key".to_string())?;
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let (min, max) = supported(key).ok_or("api not supported")?;
+    if version < min || version > max {
+        return Err("unsupported version".into());
+    }
+    let mut frame = frame;
+    let hv = key.request_header_version(version);
+    std::panic::catch_unwind(move || RequestHeader::decode(&mut frame, hv).map(|_| frame))
+        .map_err(|_| "header decoder panicked".to_string())?
+        .map_err(|e| e.to_string())
+        .and_then(|body| match key {
+            ApiKey::Produce => decode::<ProduceRequest>(body, version).map(drop),
+            ApiKey::Fetch => decode::<FetchRequest>(body, version).map(drop),
+            ApiKey::ListOffsets => decode::<ListOffsetsRequest>(body, version).map(drop),
+            ApiKey::Metadata => decode::<MetadataRequest>(body, version).map(drop),
+            ApiKey::ApiVersions => decode::<ApiVersionsRequest>(body, version).map(drop),
+            ApiKey::CreateTopics => decode::<CreateTopicsRequest>(body, version).map(drop),
+            ApiKey::DeleteTopics => decode::<DeleteTopicsRequest>(body, version).map(drop),
+            ApiKey::DeleteRecords => decode::<DeleteRecordsRequest>(body, version).map(drop),
+            ApiKey::InitProducerId => decode::<InitProducerIdRequest>(body, version).map(drop),
+            ApiKey::DescribeConfigs => decode::<DescribeConfigsRequest>(body, version).map(drop),
+            ApiKey::AlterConfigs => decode::<AlterConfigsRequest>(body, version).map(drop),
+            ApiKey::CreatePartitions => decode::<CreatePartitionsRequest>(body, version).map(drop),
+            ApiKey::IncrementalAlterConfigs => {
+                decode::<IncrementalAlterConfigsRequest>(body, version).map(drop)
+            }
+            ApiKey::DescribeCluster => decode::<DescribeClusterRequest>(body, version).map(drop),
+            _ => Err("api not supported".into()),
+        })
+        .map(|_| key)
+}
+
 pub(crate) async fn dispatch(
     broker: &Arc<Broker>,
     key: ApiKey,

@@ -1,0 +1,230 @@
+//! librdkafka against an in-process broker: compression codecs, keys,
+//! headers, acks settings, sealed segments and recovery.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use strata_e2e::{consume, TestBroker};
+use strata_log::LogConfig;
+
+async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
+    let res = admin
+        .create_topics(&[t], &AdminOptions::new())
+        .await
+        .unwrap();
+    for r in res {
+        r.expect("topic created");
+    }
+}
+
+async fn list(store: &std::sync::Arc<dyn strata_store::ObjectStore>, prefix: &str) -> Vec<String> {
+    use futures::TryStreamExt;
+    let prefix = object_store::path::Path::from(prefix.trim_end_matches('/'));
+    let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
+    metas.into_iter().map(|m| m.location.to_string()).collect()
+}
+
+fn producer(bootstrap: &str, acks: &str, compression: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", acks)
+        .set("compression.type", compression)
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "false")
+        .create()
+        .unwrap()
+}
+
+/// Sends `n` keyed records with a header each to partition `partition`;
+/// returns the offsets the broker assigned.
+async fn send(p: &FutureProducer, topic: &str, partition: i32, n: usize, tag: &str) -> Vec<i64> {
+    send_from(p, topic, partition, n, tag, 0).await
+}
+
+async fn send_from(
+    p: &FutureProducer,
+    topic: &str,
+    partition: i32,
+    n: usize,
+    tag: &str,
+    first: usize,
+) -> Vec<i64> {
+    let mut futs = Vec::new();
+    for i in first..first + n {
+        let key = format!("key-{}", i % 13);
+        let value = format!("{tag}-value-{i}-{}", "x".repeat(i % 50));
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "seq",
+            value: Some(i.to_string().as_bytes()),
+        });
+        let rec = FutureRecord::to(topic)
+            .partition(partition)
+            .key(&key)
+            .payload(&value)
+            .headers(headers);
+        let mut rec = rec;
+        loop {
+            match p.send_result(rec) {
+                Ok(f) => {
+                    futs.push(f);
+                    break;
+                }
+                Err((_, back)) => {
+                    rec = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+    let mut offsets = Vec::new();
+    for f in futs {
+        let d = f.await.expect("delivery future").expect("delivered");
+        offsets.push(d.offset);
+    }
+    offsets
+}
+
+fn check(seen: &[strata_e2e::Seen], tag: &str, first: i64) {
+    for (i, s) in seen.iter().enumerate() {
+        assert_eq!(s.offset, first + i as i64);
+        assert_eq!(s.key.as_deref(), Some(format!("key-{}", i % 13).as_bytes()));
+        let v = format!("{tag}-value-{i}-{}", "x".repeat(i % 50));
+        assert_eq!(s.value.as_deref(), Some(v.as_bytes()), "record {i}");
+        assert_eq!(
+            s.headers,
+            vec![("seq".to_string(), Some(i.to_string().into_bytes()))]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_compression_codec_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let b = broker.bootstrap();
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("codec-{codec}");
+        create_topic(&b, &topic, 1, &[]).await;
+        let p = producer(&b, "all", codec);
+        let offsets = send(&p, &topic, 0, 500, codec).await;
+        assert_eq!(offsets, (0..500).collect::<Vec<i64>>(), "{codec}");
+        let b2 = b.clone();
+        let seen = tokio::task::spawn_blocking(move || {
+            consume(&b2, &topic, 0, 0, 500, Duration::from_secs(20))
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen.len(), 500, "{codec}");
+        check(&seen, codec, 0);
+    }
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_segments_are_served_after_restart_with_cold_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        seal_check_ms: 50,
+        ..LogConfig::default()
+    };
+    let broker = TestBroker::start_with(dir.path(), config.clone()).await;
+    let b = broker.bootstrap();
+    create_topic(&b, "sealed", 1, &[("segment.bytes", "20000")]).await;
+    let p = producer(&b, "all", "none");
+    // Ten requests, so the log holds several batches to cut segments at.
+    for round in 0..10 {
+        send_from(&p, "sealed", 0, 300, "s", round * 300).await;
+    }
+    drop(p);
+    // Wait for the tail to be sealed into several Parquet objects.
+    let mut segments = 0;
+    for _ in 0..100 {
+        let m = broker
+            .log
+            .meta()
+            .manifest(&strata_common::TopicPartition::new("sealed", 0))
+            .await
+            .unwrap();
+        segments = m.segments.len();
+        if segments >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        segments >= 3,
+        "expected at least 3 sealed segments, got {segments}"
+    );
+    let objects = list(&broker.store, "topics/sealed/0/").await;
+    assert_eq!(
+        objects.len(),
+        segments,
+        "one Parquet object per segment: {objects:?}"
+    );
+    assert!(objects.iter().all(|k| k.ends_with(".parquet")));
+    broker.stop().await;
+
+    let broker = TestBroker::start_with(dir.path(), config).await;
+    let b = broker.bootstrap();
+    // From the middle of a segment: served from Parquet, original offsets.
+    let b2 = b.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        consume(&b2, "sealed", 0, 1234, 3000 - 1234, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen.len(), 3000 - 1234);
+    assert_eq!(seen[0].offset, 1234);
+    let expected: Vec<_> = (0..3000).collect();
+    for (s, i) in seen.iter().zip(&expected[1234..]) {
+        assert_eq!(s.offset, *i as i64);
+        let v = format!("s-value-{i}-{}", "x".repeat(i % 50));
+        assert_eq!(s.value.as_deref(), Some(v.as_bytes()));
+        assert_eq!(s.headers[0].1.as_deref(), Some(i.to_string().as_bytes()));
+    }
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_survive_a_crash_from_wal_objects_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let b = broker.bootstrap();
+    create_topic(&b, "crashy", 3, &[]).await;
+    let p = producer(&b, "all", "snappy");
+    for part in 0..3 {
+        send(&p, "crashy", part, 400, "c").await;
+    }
+    drop(p);
+    broker.crash().await;
+
+    let broker = TestBroker::start(dir.path()).await;
+    let b = broker.bootstrap();
+    for part in 0..3 {
+        let b2 = b.clone();
+        let seen = tokio::task::spawn_blocking(move || {
+            consume(&b2, "crashy", part, 0, 400, Duration::from_secs(20))
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen.len(), 400, "partition {part}");
+        check(&seen, "c", 0);
+    }
+    // New writes continue after the recovered end offset.
+    let p = producer(&b, "all", "none");
+    let offsets = send(&p, "crashy", 0, 5, "c").await;
+    assert_eq!(offsets, vec![400, 401, 402, 403, 404]);
+    broker.stop().await;
+}
