@@ -151,3 +151,72 @@ pub(crate) async fn dispatch(
         _ => Reply::Close,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+    use kafka_protocol::messages::{MetadataRequest, ProduceRequest};
+    use proptest::prelude::*;
+
+    fn frame_of<T: Encodable>(key: ApiKey, version: i16, body: &T) -> Bytes {
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7);
+        let mut buf = bytes::BytesMut::new();
+        header
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn well_formed_requests_parse() {
+        let f = frame_of(ApiKey::Metadata, 12, &MetadataRequest::default());
+        assert_eq!(parse_request(f), Ok(ApiKey::Metadata));
+        let f = frame_of(ApiKey::Produce, 9, &ProduceRequest::default().with_acks(-1));
+        assert_eq!(parse_request(f), Ok(ApiKey::Produce));
+    }
+
+    #[test]
+    fn every_truncation_of_a_request_is_an_error_not_a_panic() {
+        let f = frame_of(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        );
+        for cut in 0..f.len() {
+            assert!(parse_request(f.slice(..cut)).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_versions_are_refused() {
+        let mut b = bytes::BytesMut::new();
+        b.put_i16(9999);
+        b.put_i16(0);
+        b.put_i32(1);
+        assert!(parse_request(b.freeze()).is_err());
+        let f = frame_of(ApiKey::Metadata, 12, &MetadataRequest::default());
+        let mut v = f.to_vec();
+        v[2..4].copy_from_slice(&99i16.to_be_bytes());
+        assert_eq!(
+            parse_request(Bytes::from(v)),
+            Err("unsupported version".to_string())
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn arbitrary_bytes_never_panic(key in 0i16..70, version in 0i16..16, rest in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut b = bytes::BytesMut::new();
+            b.put_i16(key);
+            b.put_i16(version);
+            b.extend_from_slice(&rest);
+            let _ = parse_request(b.freeze());
+        }
+    }
+}
