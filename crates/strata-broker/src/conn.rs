@@ -41,7 +41,12 @@ pub(crate) async fn run(
             _ = shutdown.cancelled(), if pending.is_empty() => break,
             frame = rx.recv(), if reading && pending.len() < PIPELINE => {
                 let Some(frame) = frame else {
+                    // The client closed or sent a bad frame: answer what is
+                    // in flight, then close.
                     reading = false;
+                    if pending.is_empty() {
+                        break;
+                    }
                     continue;
                 };
                 match handle_frame(&broker, frame, peer).await {
@@ -57,6 +62,9 @@ pub(crate) async fn run(
                         tracing::debug!(%peer, error = %e, "write failed; closing");
                         break;
                     }
+                }
+                if !reading && pending.is_empty() {
+                    break;
                 }
             }
             else => break,

@@ -14,7 +14,7 @@ use crate::Broker;
 pub(crate) async fn describe(
     broker: &Arc<Broker>,
     header: &RequestHeader,
-    _req: DescribeClusterRequest,
+    req: DescribeClusterRequest,
 ) -> Reply {
     let (host, port) = broker.advertised();
     let node = BrokerId(broker.config.node_id);
@@ -25,5 +25,10 @@ pub(crate) async fn describe(
             .with_broker_id(node)
             .with_host(StrBytes::from_string(host))
             .with_port(port)]);
+    let resp = if req.include_cluster_authorized_operations {
+        resp.with_cluster_authorized_operations(super::metadata::CLUSTER_OPERATIONS)
+    } else {
+        resp
+    };
     Reply::frame(header, &resp)
 }

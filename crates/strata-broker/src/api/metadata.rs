@@ -15,6 +15,16 @@ use strata_common::{valid_topic_name, TopicPartition};
 use strata_meta::TopicMeta;
 
 use super::Reply;
+
+/// Without ACLs every principal may do every topic operation: READ, WRITE,
+/// CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS as bits.
+pub(crate) const TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+/// Cluster operations: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE (Kafka's set for the
+/// cluster resource).
+pub(crate) const CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 use crate::{codes, Broker};
 
 pub(crate) async fn handle(
@@ -60,9 +70,18 @@ pub(crate) async fn handle(
             out
         }
     };
+    if req.include_cluster_authorized_operations && (8..=10).contains(&v) {
+        resp.cluster_authorized_operations = CLUSTER_OPERATIONS;
+    }
     for t in topics {
         let entry = match t {
-            Ok(t) => describe_topic(broker, &t, v).await,
+            Ok(t) => {
+                let mut e = describe_topic(broker, &t, v).await;
+                if req.include_topic_authorized_operations && v >= 8 {
+                    e.topic_authorized_operations = TOPIC_OPERATIONS;
+                }
+                e
+            }
             Err((name, code)) => MetadataResponseTopic::default()
                 .with_name(Some(TopicName(StrBytes::from_string(name))))
                 .with_error_code(code),

@@ -1,0 +1,113 @@
+"""Retention deletes whole sealed segments (their objects and the offsets they held), and
+DeleteRecords moves a partition's log start offset."""
+
+import os
+
+import pytest
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import OffsetSpec
+
+from kafka_util import admin, assert_same, consume, unique, wait_until, watermarks
+from storage_util import fill_with_sealed_segments, segment_keys
+
+# How long retention may take to act; Strata's check interval is its own business.
+RETENTION_WAIT_S = float(os.environ.get("STRATA_RETENTION_WAIT", "150"))
+
+
+def earliest(broker, topic: str, partition: int = 0) -> int:
+    tp = TopicPartition(topic, partition)
+    client = admin(broker.bootstrap)
+    return client.list_offsets({tp: OffsetSpec.earliest()}, request_timeout=30)[tp].result(30).offset
+
+
+def settled_earliest(broker, topic: str, quiet_s: float = 12) -> int:
+    """The earliest offset once retention has stopped moving it for `quiet_s` seconds
+    (sealing may lag producing, and each new segment can push older ones out)."""
+    import time
+
+    last, since = earliest(broker, topic), time.monotonic()
+    deadline = since + RETENTION_WAIT_S
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, "earliest offset never settled"
+        time.sleep(1)
+        now = earliest(broker, topic)
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
+def assert_offset_out_of_range(broker, topic: str, offset: int) -> None:
+    with pytest.raises(KafkaException):
+        consume(broker.bootstrap, topic, start=offset, count=1, timeout=20)
+
+
+@pytest.mark.timeout(RETENTION_WAIT_S + 180)
+def test_retention_bytes_deletes_oldest_segments(strata, store):
+    broker = strata(s3=store)
+    topic = unique("ret-bytes")
+    acked = fill_with_sealed_segments(broker, topic, n=6000, min_segments=5,
+                                      extra_config={"retention.bytes": "150000",
+                                                    "retention.ms": "-1"})
+    first_key = "topics/%s/0/%020d.parquet" % (topic, 0)
+
+    wait_until(lambda: first_key not in broker.objects.keys(f"topics/{topic}/0/"),
+               RETENTION_WAIT_S, interval=1,
+               what=f"{first_key} deleted by retention.bytes")
+    start = settled_earliest(broker, topic)
+    assert start > 0
+    remaining = segment_keys(broker, topic)
+    assert remaining, "retention must keep the newest segments"
+    assert start == remaining[0][0], (
+        f"earliest offset {start} is not the base offset of the oldest kept segment "
+        f"{remaining[0]}")
+    # what is left is read as before; what is gone is out of range
+    assert_same(consume(broker.bootstrap, topic, start=start), acked[start:])
+    assert_offset_out_of_range(broker, topic, 0)
+    assert watermarks(broker.bootstrap, topic) == (start, len(acked))
+
+
+@pytest.mark.timeout(RETENTION_WAIT_S + 180)
+def test_retention_ms_deletes_old_segments(strata, store):
+    broker = strata(s3=store)
+    topic = unique("ret-ms")
+    acked = fill_with_sealed_segments(broker, topic, n=4000, min_segments=3,
+                                      extra_config={"retention.ms": "3000",
+                                                    "retention.bytes": "-1"})
+    sealed_before = segment_keys(broker, topic)
+    wait_until(lambda: earliest(broker, topic) >= sealed_before[-1][0], RETENTION_WAIT_S,
+               interval=1, what="earliest offset past the segments sealed before")
+    gone = {key for _, key in sealed_before[:-1]}
+    still = set(broker.objects.keys(f"topics/{topic}/0/"))
+    assert not gone & still, f"segments past retention.ms still in the store: {gone & still}"
+    start = settled_earliest(broker, topic)
+    assert_same(consume(broker.bootstrap, topic, start=start), acked[start:])
+
+
+def test_delete_records_moves_log_start_offset(strata):
+    broker = strata()
+    topic = unique("delete-records")
+    from kafka_util import create_topic, produce
+    create_topic(broker.bootstrap, topic)
+    acked = produce(broker.bootstrap, topic, [(b"k", b"v%d" % i) for i in range(100)])
+
+    client = admin(broker.bootstrap)
+    tp = TopicPartition(topic, 0, 40)
+    result = client.delete_records([tp], request_timeout=30)
+    deleted = next(iter(result.values())).result(30)
+    assert deleted.low_watermark == 40
+    assert earliest(broker, topic) == 40
+    assert watermarks(broker.bootstrap, topic) == (40, 100)
+    assert_same(consume(broker.bootstrap, topic, start=40), acked[40:])
+    assert_offset_out_of_range(broker, topic, 10)
+
+    # it survives a restart, and cannot move backwards
+    broker.restart()
+    assert earliest(broker, topic) == 40
+    client = admin(broker.bootstrap)
+    deleted = next(iter(client.delete_records([TopicPartition(topic, 0, 20)],
+                                              request_timeout=30).values())).result(30)
+    assert deleted.low_watermark == 40
+    # past the high watermark is refused
+    with pytest.raises(KafkaException):
+        next(iter(client.delete_records([TopicPartition(topic, 0, 500)],
+                                        request_timeout=30).values())).result(30)
