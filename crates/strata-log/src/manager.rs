@@ -30,6 +30,9 @@ pub struct LogConfig {
     /// Unflushed bytes across partitions above which producers wait.
     pub max_pending_bytes: usize,
     pub cache_memory_bytes: usize,
+    /// Disk tier of the segment cache; `None` for memory only.
+    pub cache_dir: Option<std::path::PathBuf>,
+    pub cache_disk_bytes: usize,
     pub seal_check_ms: u64,
     pub retention_check_ms: u64,
     pub row_group_rows: usize,
@@ -44,6 +47,8 @@ impl Default for LogConfig {
             wal_flush_bytes: 4 << 20,
             max_pending_bytes: 64 << 20,
             cache_memory_bytes: 256 << 20,
+            cache_dir: None,
+            cache_disk_bytes: 1 << 30,
             seal_check_ms: 1_000,
             retention_check_ms: 5_000,
             row_group_rows: 8192,
@@ -91,7 +96,15 @@ impl LogManager {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, LogError> {
         let boot_id = format!("{:x}", clock.now_ms());
-        let reader = SegmentReader::new(store.clone(), config.cache_memory_bytes);
+        let reader = SegmentReader::new(
+            store.clone(),
+            &crate::reader::CacheConfig {
+                memory_bytes: config.cache_memory_bytes,
+                dir: config.cache_dir.clone(),
+                disk_bytes: config.cache_disk_bytes,
+            },
+        )
+        .await?;
         let inner = Arc::new(Inner {
             config,
             store,

@@ -1,12 +1,18 @@
 //! Reads of sealed segments: ranged GETs of the Parquet footer and of just
-//! the row groups needed, re-encoded into Kafka batches, kept in a memory
-//! cache by row group, with the next row group fetched ahead so a replay
-//! streams instead of waiting on one GET at a time.
+//! the row groups needed, re-encoded into Kafka batches and kept in a foyer
+//! hybrid cache (memory, then local disk) by row group, with the next row
+//! group fetched ahead so a replay streams instead of waiting on one GET at
+//! a time.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use foyer::{
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    HybridCachePolicy,
+};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::ObjectStore;
@@ -21,31 +27,65 @@ use crate::LogError;
 /// One row group re-encoded: (first offset, last offset, batch bytes).
 type Chunk = Arc<Vec<(i64, i64, Bytes)>>;
 
-struct Cache {
-    budget: usize,
-    used: usize,
-    tick: u64,
-    chunks: HashMap<(String, usize), (Chunk, usize, u64)>,
-    footers: HashMap<String, ArrowReaderMetadata>,
+/// Where and how large the segment cache is.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    pub memory_bytes: usize,
+    /// Local folder for the disk tier; `None` keeps the cache in memory only.
+    pub dir: Option<PathBuf>,
+    pub disk_bytes: usize,
 }
 
+#[derive(Clone)]
 pub(crate) struct SegmentReader {
     store: Arc<dyn ObjectStore>,
-    cache: Arc<Mutex<Cache>>,
+    /// Row groups as concatenated batches, keyed `<segment key>#<row group>`.
+    cache: HybridCache<String, Bytes>,
+    footers: Arc<Mutex<HashMap<String, ArrowReaderMetadata>>>,
+}
+
+/// Splits a cached row group back into its batches (headers only).
+fn chunk_of(data: &Bytes) -> Result<Chunk, LogError> {
+    let mut out = Vec::new();
+    for r in strata_format::split_batches(data)? {
+        let h = strata_format::parse_header(&data[r.clone()])?;
+        out.push((h.base_offset, h.last_offset(), data.slice(r)));
+    }
+    Ok(Arc::new(out))
 }
 
 impl SegmentReader {
-    pub fn new(store: Arc<dyn ObjectStore>, budget: usize) -> Self {
-        Self {
-            store,
-            cache: Arc::new(Mutex::new(Cache {
-                budget,
-                used: 0,
-                tick: 0,
-                chunks: HashMap::new(),
-                footers: HashMap::new(),
-            })),
+    pub async fn new(store: Arc<dyn ObjectStore>, config: &CacheConfig) -> Result<Self, LogError> {
+        // Written to disk as soon as inserted: a row group read once during a
+        // replay is then served locally even after memory dropped it.
+        let builder = HybridCacheBuilder::new()
+            .with_name("strata-segments")
+            .with_policy(HybridCachePolicy::WriteOnInsertion)
+            .memory(config.memory_bytes.max(1 << 20))
+            .with_weighter(|k: &String, v: &Bytes| k.len() + v.len())
+            .storage();
+        let cache = match &config.dir {
+            Some(dir) if config.disk_bytes > 0 => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| LogError::Store(format!("cache dir {}: {e}", dir.display())))?;
+                let device = FsDeviceBuilder::new(dir)
+                    .with_capacity(config.disk_bytes)
+                    .build()
+                    .map_err(|e| LogError::Store(format!("cache device: {e}")))?;
+                // A row group must fit in one block.
+                builder
+                    .with_engine_config(BlockEngineConfig::new(device).with_block_size(16 << 20))
+                    .build()
+                    .await
+            }
+            _ => builder.build().await,
         }
+        .map_err(|e| LogError::Store(format!("segment cache: {e}")))?;
+        Ok(Self {
+            store,
+            cache,
+            footers: Arc::new(Mutex::new(HashMap::new())),
+        })
     }
 
     fn file(&self, seg: &SegmentEntry) -> ObjectFileReader {
@@ -56,22 +96,27 @@ impl SegmentReader {
         )
     }
 
+    fn footers(&self) -> std::sync::MutexGuard<'_, HashMap<String, ArrowReaderMetadata>> {
+        self.footers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cache_key(seg: &SegmentEntry, rg: usize) -> String {
+        format!("{}#{rg}", seg.key)
+    }
+
     async fn footer(&self, seg: &SegmentEntry) -> Result<ArrowReaderMetadata, LogError> {
-        if let Some(m) = self.lock().footers.get(&seg.key) {
+        if let Some(m) = self.footers().get(&seg.key) {
             return Ok(m.clone());
         }
         let mut file = self.file(seg);
         let m = ArrowReaderMetadata::load_async(&mut file, Default::default()).await?;
-        let mut c = self.lock();
-        if c.footers.len() > 4096 {
-            c.footers.clear();
+        let mut f = self.footers();
+        // Footers are small; a crude bound is enough.
+        if f.len() > 4096 {
+            f.clear();
         }
-        c.footers.insert(seg.key.clone(), m.clone());
+        f.insert(seg.key.clone(), m.clone());
         Ok(m)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Batches of `seg` from the one holding `offset`, up to about
@@ -110,13 +155,10 @@ impl SegmentReader {
     }
 
     fn read_ahead(&self, seg: &SegmentEntry, footer: &ArrowReaderMetadata, rg: usize) {
-        if self.lock().chunks.contains_key(&(seg.key.clone(), rg)) {
+        if self.cache.contains(&Self::cache_key(seg, rg)) {
             return;
         }
-        let this = SegmentReader {
-            store: self.store.clone(),
-            cache: self.cache.clone(),
-        };
+        let this = self.clone();
         let seg = seg.clone();
         let footer = footer.clone();
         tokio::spawn(async move {
@@ -132,60 +174,139 @@ impl SegmentReader {
         footer: &ArrowReaderMetadata,
         rg: usize,
     ) -> Result<Chunk, LogError> {
-        let k = (seg.key.clone(), rg);
-        {
-            let mut c = self.lock();
-            c.tick += 1;
-            let tick = c.tick;
-            if let Some(e) = c.chunks.get_mut(&k) {
-                e.2 = tick;
-                return Ok(e.0.clone());
-            }
+        let k = Self::cache_key(seg, rg);
+        match self.cache.get(&k).await {
+            Ok(Some(e)) => return chunk_of(e.value()),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(key = k, error = %e, "segment cache read failed"),
         }
         let stream =
             ParquetRecordBatchStreamBuilder::new_with_metadata(self.file(seg), footer.clone())
                 .with_row_groups(vec![rg])
                 .build()?;
         let arrow: Vec<_> = stream.try_collect().await?;
-        let chunk = tokio::task::spawn_blocking(move || -> Result<Chunk, LogError> {
-            let mut groups = Vec::new();
-            for rb in &arrow {
-                merge_groups(&mut groups, arrow_to_records(rb)?);
-            }
-            let out = groups
-                .iter()
-                .filter(|(_, r)| !r.is_empty())
-                .map(|(spec, records)| {
-                    let first = records[0].offset;
-                    let last = records[records.len() - 1].offset;
-                    (first, last, strata_format::encode_batch(spec, records))
+        let (chunk, all) =
+            tokio::task::spawn_blocking(move || -> Result<(Chunk, Bytes), LogError> {
+                let mut groups = Vec::new();
+                for rb in &arrow {
+                    merge_groups(&mut groups, arrow_to_records(rb)?);
+                }
+                let out: Vec<_> = groups
+                    .iter()
+                    .filter(|(_, r)| !r.is_empty())
+                    .map(|(spec, records)| {
+                        let first = records[0].offset;
+                        let last = records[records.len() - 1].offset;
+                        (first, last, strata_format::encode_batch(spec, records))
+                    })
+                    .collect();
+                let mut all = BytesMut::with_capacity(out.iter().map(|(_, _, b)| b.len()).sum());
+                for (_, _, b) in &out {
+                    all.extend_from_slice(b);
+                }
+                Ok((Arc::new(out), all.freeze()))
+            })
+            .await
+            .map_err(|e| LogError::Store(format!("decode task: {e}")))??;
+        self.cache.insert(k, all);
+        Ok(chunk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+    use object_store::PutPayload;
+    use strata_format::segment::{write_segment, SegmentInfo, SegmentWriteOptions};
+    use strata_format::{decode_batch, encode_batch, BatchSpec, Record};
+
+    fn segment() -> (Bytes, i64) {
+        let mut batches = Vec::new();
+        let mut offset = 0;
+        for b in 0..20 {
+            let records: Vec<Record> = (0..50)
+                .map(|i| Record {
+                    offset: offset + i,
+                    timestamp: 1_700_000_000_000 + i,
+                    key: Some(Bytes::from(format!("k{b}"))),
+                    value: Some(Bytes::from(vec![b as u8; 100])),
+                    headers: vec![],
                 })
                 .collect();
-            Ok(Arc::new(out))
-        })
-        .await
-        .map_err(|e| LogError::Store(format!("decode task: {e}")))??;
-        let size: usize = chunk.iter().map(|(_, _, b)| b.len()).sum();
-        let mut c = self.lock();
-        c.tick += 1;
-        let tick = c.tick;
-        c.used += size;
-        if let Some(old) = c.chunks.insert(k, (chunk.clone(), size, tick)) {
-            c.used -= old.1;
-        }
-        while c.used > c.budget && c.chunks.len() > 1 {
-            let Some(victim) = c
-                .chunks
-                .iter()
-                .min_by_key(|(_, v)| v.2)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
+            let spec = BatchSpec {
+                base_offset: offset,
+                partition_leader_epoch: 1,
+                attributes: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                base_sequence: -1,
             };
-            if let Some(v) = c.chunks.remove(&victim) {
-                c.used -= v.1;
-            }
+            batches.push(decode_batch(&encode_batch(&spec, &records)).unwrap());
+            offset += 50;
         }
-        Ok(chunk)
+        let info = SegmentInfo {
+            topic: "t".into(),
+            topic_id: "id".into(),
+            partition: 0,
+        };
+        let opts = SegmentWriteOptions {
+            row_group_rows: 200,
+            ..Default::default()
+        };
+        (write_segment(&info, &batches, &opts).unwrap(), offset)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn disk_tier_serves_row_groups_after_memory_and_bucket_lost_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let (file, end) = segment();
+        let key = "topics/t/0/00000000000000000000.parquet";
+        store
+            .put(&Path::from(key), PutPayload::from(file.clone()))
+            .await
+            .unwrap();
+        let seg = SegmentEntry {
+            base_offset: 0,
+            last_offset: end - 1,
+            key: key.into(),
+            size_bytes: file.len() as u64,
+            max_timestamp: 0,
+        };
+        let reader = SegmentReader::new(
+            store.clone(),
+            &CacheConfig {
+                memory_bytes: 1 << 20,
+                dir: Some(dir.path().to_path_buf()),
+                disk_bytes: 64 << 20,
+            },
+        )
+        .await
+        .unwrap();
+        let first = reader.read(&seg, 420, usize::MAX).await.unwrap();
+        // The batch holding 420 starts at 400 and comes back whole.
+        assert_eq!(
+            strata_format::parse_header(&first[0]).unwrap().base_offset,
+            400
+        );
+        let total: i64 = first
+            .iter()
+            .map(|b| strata_format::parse_header(b).unwrap().records_count as i64)
+            .sum();
+        assert_eq!(total, end - 400);
+
+        // Lose the object and the memory tier: only the disk tier is left.
+        store.delete(&Path::from(key)).await.unwrap();
+        let mut again = Err(LogError::Shutdown);
+        for _ in 0..50 {
+            reader.cache.memory().clear();
+            again = reader.read(&seg, 420, usize::MAX).await;
+            if again.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(again.expect("served from the disk tier"), first);
     }
 }

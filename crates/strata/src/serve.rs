@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// Memory for cached segment data, in bytes [default: 268435456].
     #[arg(long, env = "STRATA_CACHE_MEMORY_BYTES")]
     cache_memory_bytes: Option<usize>,
+    /// Local disk for cached segment data (DATA_DIR/cache), in bytes [default: 1073741824; 0 disables].
+    #[arg(long, env = "STRATA_CACHE_DISK_BYTES")]
+    cache_disk_bytes: Option<usize>,
     /// Write a WAL object at least this often, in ms [default: 5].
     #[arg(long, env = "STRATA_WAL_FLUSH_MS")]
     wal_flush_ms: Option<u64>,
@@ -64,6 +67,7 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     object_store: Option<String>,
     cache_memory_bytes: Option<usize>,
+    cache_disk_bytes: Option<usize>,
     wal_flush_ms: Option<u64>,
     wal_flush_bytes: Option<usize>,
     node_id: Option<i32>,
@@ -95,6 +99,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         wal_flush_ms: pick!(wal_flush_ms, 5),
         wal_flush_bytes: pick!(wal_flush_bytes, 4 << 20),
         cache_memory_bytes: pick!(cache_memory_bytes, 256 << 20),
+        cache_dir: Some(data_dir.join("cache")),
+        cache_disk_bytes: pick!(cache_disk_bytes, 1 << 30),
         retention_check_ms: pick!(retention_check_ms, 5_000),
         ..LogConfig::default()
     };
