@@ -278,6 +278,51 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
         .copy_from_slice(&epoch.to_be_bytes());
 }
 
+/// Stamps a validated batch with the broker's append time, as Kafka does for
+/// topics with `message.timestamp.type=LogAppendTime`: sets the timestamp-type
+/// attribute and the max timestamp, then recomputes the CRC they fall under.
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    const MAX_TIMESTAMP_AT: usize = 35;
+    let attrs = i16::from_be_bytes(be(batch, ATTRIBUTES_AT)) | TIMESTAMP_TYPE_BIT;
+    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attrs.to_be_bytes());
+    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+#[cfg(test)]
+mod log_append_time_tests {
+    use super::*;
+    use crate::records::{decode_batch, encode_batch, BatchSpec, Record};
+
+    #[test]
+    fn log_append_time_keeps_the_batch_valid_and_sets_every_timestamp() {
+        let spec = BatchSpec {
+            base_offset: 0,
+            partition_leader_epoch: 0,
+            attributes: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+        };
+        let records: Vec<Record> = (0..3)
+            .map(|i| Record {
+                offset: i,
+                timestamp: 1000 + i,
+                key: None,
+                value: Some(bytes::Bytes::from_static(b"v")),
+                headers: vec![],
+            })
+            .collect();
+        let mut b = encode_batch(&spec, &records).to_vec();
+        set_log_append_time(&mut b, 99_999);
+        let h = validate_batch(&b).expect("crc still valid");
+        assert!(h.timestamp_type_log_append());
+        let d = decode_batch(&b).unwrap();
+        assert!(d.records.iter().all(|r| r.timestamp == 99_999));
+    }
+}
+
 #[cfg(test)]
 #[path = "batch_tests.rs"]
 pub(crate) mod tests;

@@ -15,8 +15,8 @@ pub mod segment;
 mod varint;
 
 pub use batch::{
-    parse_header, set_base_offset, set_partition_leader_epoch, split_batches, validate_batch,
-    BatchHeader, Compression, BATCH_HEADER_LEN,
+    parse_header, set_base_offset, set_log_append_time, set_partition_leader_epoch, split_batches,
+    validate_batch, BatchHeader, Compression, BATCH_HEADER_LEN,
 };
 pub use compression::MAX_DECOMPRESSED_LEN;
 pub use error::FormatError;

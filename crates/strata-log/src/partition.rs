@@ -50,6 +50,8 @@ pub(crate) struct PState {
 #[derive(Clone, Copy, Debug)]
 pub struct AppendResult {
     pub base_offset: i64,
+    /// The append time when the topic uses LogAppendTime, else -1.
+    pub log_append_time: i64,
     pub last_offset: i64,
     pub log_start_offset: i64,
 }
@@ -155,11 +157,16 @@ impl Partition {
             let base = st.next_offset;
             set_base_offset(&mut buf, base);
             set_partition_leader_epoch(&mut buf, epoch);
+            let mut max_ts = header.max_timestamp;
+            if st.config.log_append_time {
+                strata_format::set_log_append_time(&mut buf, now_ms);
+                max_ts = now_ms;
+            }
             let last = base + header.last_offset_delta as i64;
             let b = MemBatch {
                 base,
                 last,
-                max_ts: header.max_timestamp,
+                max_ts,
                 data: buf.freeze(),
             };
             st.next_offset = last + 1;
@@ -173,6 +180,11 @@ impl Partition {
         }
         Ok(AppendResult {
             base_offset,
+            log_append_time: if st.config.log_append_time {
+                now_ms
+            } else {
+                -1
+            },
             last_offset: st.next_offset - 1,
             log_start_offset: st.log_start,
         })

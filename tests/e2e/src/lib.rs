@@ -104,6 +104,8 @@ pub struct Seen {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// (is log append time, milliseconds)
+    pub timestamp: (bool, i64),
 }
 
 /// Reads `count` records of `topic`/`partition` from `from`, by assignment
@@ -144,6 +146,11 @@ pub fn consume(
                             .collect()
                     })
                     .unwrap_or_default(),
+                timestamp: match m.timestamp() {
+                    rdkafka::Timestamp::LogAppendTime(t) => (true, t),
+                    rdkafka::Timestamp::CreateTime(t) => (false, t),
+                    rdkafka::Timestamp::NotAvailable => (false, -1),
+                },
             }),
             Some(Err(e)) => panic!("consume error: {e}"),
             None => {}

@@ -228,3 +228,49 @@ async fn acknowledged_records_survive_a_crash_from_wal_objects_alone() {
     assert_eq!(offsets, vec![400, 401, 402, 403, 404]);
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_append_time_topics_stamp_the_broker_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let b = broker.bootstrap();
+    create_topic(
+        &b,
+        "stamped",
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await;
+    create_topic(&b, "created", 1, &[]).await;
+    let p = producer(&b, "all", "none");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for topic in ["stamped", "created"] {
+        let rec = FutureRecord::<(), _>::to(topic)
+            .partition(0)
+            .payload("old")
+            .timestamp(1_000_000);
+        p.send(rec, Duration::from_secs(10))
+            .await
+            .expect("delivered");
+    }
+    let b2 = b.clone();
+    let (stamped, created) = tokio::task::spawn_blocking(move || {
+        (
+            consume(&b2, "stamped", 0, 0, 1, Duration::from_secs(10)),
+            consume(&b2, "created", 0, 0, 1, Duration::from_secs(10)),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(stamped[0].timestamp.0, "timestamp type is LogAppendTime");
+    assert!(
+        stamped[0].timestamp.1 >= before,
+        "{:?}",
+        stamped[0].timestamp
+    );
+    assert_eq!(created[0].timestamp, (false, 1_000_000));
+    broker.stop().await;
+}

@@ -38,6 +38,7 @@ pub(crate) async fn handle(
                 match broker.log.append(&tp, &records, timeout).await {
                     Ok((part, res)) => {
                         r.base_offset = res.base_offset;
+                        r.log_append_time_ms = res.log_append_time;
                         if v >= 5 {
                             r.log_start_offset = res.log_start_offset;
                         }
