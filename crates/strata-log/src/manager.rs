@@ -218,8 +218,9 @@ impl LogManager {
         }
     }
 
-    /// Forgets a deleted topic and removes its sealed segments.
-    pub async fn drop_topic(&self, name: &str) {
+    /// Forgets a deleted topic and removes its sealed segments and the WAL
+    /// objects (`wal_keys`) only it referenced.
+    pub async fn drop_topic(&self, name: &str, wal_keys: Vec<String>) {
         let mut parts = self.inner.partitions.write().await;
         parts.retain(|tp, p| {
             if *tp.topic == *name {
@@ -233,11 +234,12 @@ impl LogManager {
         let store = self.inner.store.clone();
         let prefix = Path::from(strata_common::topic_prefix(name).trim_end_matches('/'));
         tokio::spawn(async move {
-            let keys: Vec<_> = store
+            let mut keys: Vec<_> = store
                 .list(Some(&prefix))
                 .filter_map(|m| async move { m.ok().map(|m| m.location) })
                 .collect()
                 .await;
+            keys.extend(wal_keys.iter().map(|k| Path::from(k.as_str())));
             for k in keys {
                 if let Err(e) = store.delete(&k).await {
                     tracing::warn!(key = %k, error = %e, "deleting object of deleted topic failed");

@@ -183,12 +183,13 @@ impl Metadata for EmbeddedMetadata {
         .await
     }
 
-    async fn delete_topic(&self, name: &str) -> Result<TopicMeta> {
+    async fn delete_topic(&self, name: &str) -> Result<(TopicMeta, Vec<String>)> {
         let name = name.to_string();
         self.with(move |inner| {
             let t = inner.state.topic(&name)?.clone();
+            let orphans = inner.state.preview_delete(&t);
             inner.commit(Op::DeleteTopic(name))?;
-            Ok(t)
+            Ok((t, orphans))
         })
         .await
     }

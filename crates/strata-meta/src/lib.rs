@@ -128,7 +128,9 @@ pub trait Metadata: Send + Sync + 'static {
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<TopicMeta>;
-    async fn delete_topic(&self, name: &str) -> Result<TopicMeta>;
+    /// Deletes a topic; also returns the WAL objects no partition references
+    /// any more, for the caller to delete.
+    async fn delete_topic(&self, name: &str) -> Result<(TopicMeta, Vec<String>)>;
     async fn topics(&self) -> Result<Vec<TopicMeta>>;
     async fn topic(&self, name: &str) -> Result<Option<TopicMeta>>;
     /// Grows a topic to `total` partitions.

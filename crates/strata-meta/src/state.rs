@@ -132,6 +132,14 @@ impl State {
         self.orphans(&dropped)
     }
 
+    pub fn preview_delete(&self, t: &TopicMeta) -> Vec<String> {
+        let dropped: Vec<String> = (0..t.partitions)
+            .filter_map(|p| self.manifest(&TopicPartition::new(t.name.as_str(), p)).ok())
+            .flat_map(|m| m.wal.iter().map(|w| w.key.clone()))
+            .collect();
+        self.orphans(&dropped)
+    }
+
     pub fn preview_truncate(&self, tp: &TopicPartition, start: i64) -> Freed {
         let Ok(m) = self.manifest(tp) else {
             return Freed::default();

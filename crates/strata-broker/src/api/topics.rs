@@ -133,9 +133,9 @@ pub(crate) async fn delete(
             Some(name) => {
                 r.name = Some(TopicName(StrBytes::from_string(name.clone())));
                 match broker.meta.delete_topic(&name).await {
-                    Ok(meta) => {
+                    Ok((meta, wal_keys)) => {
                         r.topic_id = meta.id;
-                        broker.log.drop_topic(&name).await;
+                        broker.log.drop_topic(&name, wal_keys).await;
                         tracing::info!(topic = name, "deleted topic");
                     }
                     Err(e) => {

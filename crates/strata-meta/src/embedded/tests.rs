@@ -121,3 +121,33 @@ async fn producer_ids_are_unique_across_restarts() {
         .unwrap();
     assert_ne!(a, b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_topic_frees_only_wal_objects_no_other_topic_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = EmbeddedMetadata::open(dir.path()).unwrap();
+    m.create_topic("gone", 1, BTreeMap::new()).await.unwrap();
+    m.create_topic("kept", 1, BTreeMap::new()).await.unwrap();
+    let gone = TopicPartition::new("gone", 0);
+    let kept = TopicPartition::new("kept", 0);
+    m.acquire_partition(&gone, 1).await.unwrap();
+    m.acquire_partition(&kept, 1).await.unwrap();
+    let commit = |tp: &TopicPartition, key: &str, base| WalCommit {
+        tp: tp.clone(),
+        epoch: 1,
+        range: range(key, base, base),
+    };
+    m.commit_wal(vec![
+        commit(&gone, "wal/shared", 0),
+        commit(&kept, "wal/shared", 0),
+    ])
+    .await
+    .unwrap();
+    m.commit_wal(vec![commit(&gone, "wal/own", 1)])
+        .await
+        .unwrap();
+    let (_, freed) = m.delete_topic("gone").await.unwrap();
+    assert_eq!(freed, vec!["wal/own".to_string()]);
+    assert!(m.topic("gone").await.unwrap().is_none());
+    assert_eq!(m.manifest(&kept).await.unwrap().wal.len(), 1);
+}
