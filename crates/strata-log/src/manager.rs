@@ -123,7 +123,39 @@ impl LogManager {
         for t in this.inner.meta.topics().await? {
             this.open_topic(&t).await?;
         }
+        this.collect_wal_garbage().await;
         Ok(this)
+    }
+
+    /// Deletes this broker's WAL objects that no manifest references: left
+    /// by a crash between a WAL PUT and its commit, or by a seal whose
+    /// deletes failed. Runs at open, before this broker writes new ones.
+    async fn collect_wal_garbage(&self) {
+        let mut live = std::collections::HashSet::new();
+        for p in self.inner.partitions.read().await.values() {
+            if let Ok(m) = self.inner.meta.manifest(&p.tp).await {
+                live.extend(m.wal.into_iter().map(|w| w.key));
+            }
+        }
+        let prefix = Path::from(format!("wal/{}", self.inner.config.broker_id));
+        let found: Vec<_> = self
+            .inner
+            .store
+            .list(Some(&prefix))
+            .filter_map(|m| async move { m.ok().map(|m| m.location) })
+            .collect()
+            .await;
+        for key in found {
+            if live.contains(key.as_ref()) {
+                continue;
+            }
+            match self.inner.store.delete(&key).await {
+                Ok(()) => tracing::info!(%key, "deleted unreferenced wal object"),
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "deleting unreferenced wal object failed")
+                }
+            }
+        }
     }
 
     /// Starts the flusher, sealer and retention loops.

@@ -208,9 +208,24 @@ async fn acknowledged_records_survive_a_crash_from_wal_objects_alone() {
         send(&p, "crashy", part, 400, "c").await;
     }
     drop(p);
+    // An object a crash left between its PUT and its commit.
+    broker
+        .store
+        .put(
+            &object_store::path::Path::from("wal/1/dead-000000000001"),
+            bytes::Bytes::from_static(b"never committed").into(),
+        )
+        .await
+        .unwrap();
     broker.crash().await;
 
     let broker = TestBroker::start(dir.path()).await;
+    let wal = list(&broker.store, "wal/1/").await;
+    assert!(!wal.is_empty(), "committed wal objects are kept");
+    assert!(
+        !wal.iter().any(|k| k.contains("dead")),
+        "uncommitted wal object was not collected: {wal:?}"
+    );
     let b = broker.bootstrap();
     for part in 0..3 {
         let b2 = b.clone();
