@@ -2,6 +2,7 @@
 DeleteRecords moves a partition's log start offset."""
 
 import os
+import time
 
 import pytest
 from confluent_kafka import KafkaException, TopicPartition
@@ -36,6 +37,18 @@ def settled_earliest(broker, topic: str, quiet_s: float = 12) -> int:
     return last
 
 
+def set_topic_configs(broker, topic: str, configs: dict) -> None:
+    """Sets topic configs the way kafka-configs --alter does (IncrementalAlterConfigs)."""
+    from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource,
+                                       ResourceType)
+    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+               for k, v in configs.items()]
+    res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=entries)
+    client = admin(broker.bootstrap)
+    for fut in client.incremental_alter_configs([res]).values():
+        fut.result(30)
+
+
 def assert_offset_out_of_range(broker, topic: str, offset: int) -> None:
     with pytest.raises(KafkaException):
         consume(broker.bootstrap, topic, start=offset, count=1, timeout=20)
@@ -46,8 +59,9 @@ def test_retention_bytes_deletes_oldest_segments(strata, store):
     broker = strata(s3=store)
     topic = unique("ret-bytes")
     acked = fill_with_sealed_segments(broker, topic, n=6000, min_segments=5,
-                                      extra_config={"retention.bytes": "150000",
-                                                    "retention.ms": "-1"})
+                                      extra_config={"retention.ms": "-1"})
+    # Set once the segments exist, so the test sees them before retention acts.
+    set_topic_configs(broker, topic, {"retention.bytes": "150000"})
     first_key = "topics/%s/0/%020d.parquet" % (topic, 0)
 
     wait_until(lambda: first_key not in broker.objects.keys(f"topics/{topic}/0/"),
@@ -71,9 +85,10 @@ def test_retention_ms_deletes_old_segments(strata, store):
     broker = strata(s3=store)
     topic = unique("ret-ms")
     acked = fill_with_sealed_segments(broker, topic, n=4000, min_segments=3,
-                                      extra_config={"retention.ms": "3000",
-                                                    "retention.bytes": "-1"})
+                                      extra_config={"retention.bytes": "-1"})
     sealed_before = segment_keys(broker, topic)
+    time.sleep(3.5)
+    set_topic_configs(broker, topic, {"retention.ms": "3000"})
     wait_until(lambda: earliest(broker, topic) >= sealed_before[-1][0], RETENTION_WAIT_S,
                interval=1, what="earliest offset past the segments sealed before")
     gone = {key for _, key in sealed_before[:-1]}

@@ -173,6 +173,7 @@ impl LogManager {
         self.inner.shutdown.cancel();
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
         self.inner.flush_once(seq).await;
+        self.inner.reader.close().await;
     }
 
     pub fn hw_changed(&self) -> &Notify {
@@ -417,7 +418,12 @@ impl Inner {
                 _ = seal.tick() => {
                     let parts: Vec<_> = self.partitions.read().await.values().cloned().collect();
                     for p in parts {
-                        crate::seal::maybe_seal(&self, &p).await;
+                        // Bounded, so one busy partition cannot starve the rest.
+                        for _ in 0..64 {
+                            if !crate::seal::maybe_seal(&self, &p).await {
+                                break;
+                            }
+                        }
                     }
                 }
                 _ = retention.tick() => {

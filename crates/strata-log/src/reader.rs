@@ -88,6 +88,13 @@ impl SegmentReader {
         })
     }
 
+    /// Stops the cache's disk writers (what is written stays readable).
+    pub async fn close(&self) {
+        if let Err(e) = self.cache.close().await {
+            tracing::warn!(error = %e, "closing the segment cache failed");
+        }
+    }
+
     fn file(&self, seg: &SegmentEntry) -> ObjectFileReader {
         ObjectFileReader::new(
             self.store.clone(),

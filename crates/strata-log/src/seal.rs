@@ -12,13 +12,14 @@ use crate::partition::Partition;
 use crate::LogError;
 
 /// Seals the flushed part of the tail if it reached segment.bytes or is
-/// older than segment.ms.
-pub(crate) async fn maybe_seal(inner: &Arc<Inner>, part: &Arc<Partition>) {
+/// older than segment.ms; returns whether it sealed a segment (the caller
+/// calls again, so a tail many segments long drains in one pass).
+pub(crate) async fn maybe_seal(inner: &Arc<Inner>, part: &Arc<Partition>) -> bool {
     let now = inner.clock.now_ms();
     let (batches, epoch) = {
         let mut st = part.lock();
         if st.sealing || st.closed {
-            return;
+            return false;
         }
         let flushed: Vec<_> = st
             .mem
@@ -31,7 +32,7 @@ pub(crate) async fn maybe_seal(inner: &Arc<Inner>, part: &Arc<Partition>) {
             .mem_since_ms
             .is_some_and(|t| now.saturating_sub(t) >= st.config.segment_ms);
         if flushed.is_empty() || (bytes < st.config.segment_bytes as usize && !aged) {
-            return;
+            return false;
         }
         // Cut at segment.bytes so one seal never holds much more than that.
         let mut size = 0usize;
@@ -58,6 +59,7 @@ pub(crate) async fn maybe_seal(inner: &Arc<Inner>, part: &Arc<Partition>) {
             }
             st.mem_since_ms = if st.mem.is_empty() { None } else { Some(now) };
             st.segments.push(entry);
+            true
         }
         Err(e) => {
             tracing::warn!(tp = %part.tp, error = %e, "sealing failed; will retry");
@@ -66,6 +68,7 @@ pub(crate) async fn maybe_seal(inner: &Arc<Inner>, part: &Arc<Partition>) {
                     st.closed = true;
                 }
             }
+            false
         }
     }
 }
