@@ -137,6 +137,8 @@ async fn sealed_segments_are_served_after_restart_with_cold_cache() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
         seal_check_ms: 50,
+        // Smaller than a produced batch: row groups must still keep batches whole.
+        row_group_rows: 128,
         ..LogConfig::default()
     };
     let broker = TestBroker::start_with(dir.path(), config.clone()).await;

@@ -55,7 +55,8 @@ fn metadata_schema_and_page_index() {
     assert_eq!(kv[META_FIRST_OFFSET], "100");
     assert_eq!(kv[META_LAST_OFFSET], "111");
     assert_eq!(kv[META_FORMAT_VERSION], "1");
-    assert_eq!(meta.num_row_groups(), 3);
+    // Batches of 3, 4 and 5 rows with row groups of 5: [3+4], [5].
+    assert_eq!(meta.num_row_groups(), 2);
     assert!(meta.column_index().is_some(), "column index written");
     assert!(meta.offset_index().is_some(), "offset index written");
     let rg = meta.row_group(0);
@@ -67,19 +68,17 @@ fn metadata_schema_and_page_index() {
 }
 
 #[test]
-fn row_group_selection_widens_to_batch_start() {
-    // Batches: 100..=103, 104..=109, 110..=111; row groups of 5 rows:
-    // rg0 = 100..=104, rg1 = 105..=109, rg2 = 110..=111.
+fn row_group_selection_by_offset() {
+    // Batches: 100..=103, 104..=109, 110..=111; row groups of 5 rows close at
+    // batch ends: rg0 = 100..=109 (two batches), rg1 = 110..=111.
     let file = write_segment(&info(), &batches(100, &[4, 6, 2]), &opts(5)).unwrap();
     let meta = ParquetRecordBatchReaderBuilder::try_new(file)
         .unwrap()
         .metadata()
         .clone();
-    assert_eq!(row_groups_from_offset(&meta, 0), vec![0, 1, 2]);
-    assert_eq!(row_groups_from_offset(&meta, 104), vec![0, 1, 2]);
-    // 107 lies in rg1, whose batch started at 104 in rg0.
-    assert_eq!(row_groups_from_offset(&meta, 107), vec![0, 1, 2]);
-    assert_eq!(row_groups_from_offset(&meta, 110), vec![2]);
+    assert_eq!(row_groups_from_offset(&meta, 0), vec![0, 1]);
+    assert_eq!(row_groups_from_offset(&meta, 107), vec![0, 1]);
+    assert_eq!(row_groups_from_offset(&meta, 110), vec![1]);
     assert_eq!(row_groups_from_offset(&meta, 112), Vec::<usize>::new());
 }
 
@@ -123,4 +122,28 @@ fn rejects_unsorted_and_empty() {
 #[test]
 fn not_a_segment_is_an_error() {
     assert!(read_segment_bytes(Bytes::from_static(b"PAR1 nope"), 0).is_err());
+}
+
+#[test]
+fn row_groups_hold_whole_batches_so_served_batches_are_the_originals() {
+    let input = batches(0, &[300, 300, 7, 500, 1, 300]);
+    let file = write_segment(&info(), &input, &opts(200)).unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file.clone()).unwrap();
+    let meta = builder.metadata();
+    let sizes: Vec<i64> = (0..meta.num_row_groups())
+        .map(|i| meta.row_group(i).num_rows())
+        .collect();
+    assert_eq!(
+        sizes,
+        vec![300, 300, 507, 301],
+        "row groups cut at batch ends"
+    );
+    // Every served batch validates and equals an original batch's records.
+    let served = read_segment_bytes(file, 0).unwrap();
+    assert_eq!(served.len(), input.len());
+    for (b, orig) in served.iter().zip(&input) {
+        let h = crate::validate_batch(b).expect("served batch is valid");
+        assert_eq!(h.base_offset, orig.header.base_offset);
+        assert_eq!(decode_batch(b).unwrap().records, orig.records);
+    }
 }

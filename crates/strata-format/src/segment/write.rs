@@ -30,8 +30,9 @@ const CHUNK_BYTE_BUDGET: usize = 512 * 1024 * 1024;
 
 /// Writes `batches` (in offset order) as a Parquet segment and returns the file bytes.
 ///
-/// Each row group holds at most `opts.row_group_rows` rows and may split a batch; readers
-/// merge the pieces (see [`super::merge_groups`]). Batches without records contribute no
+/// Row groups end at batch boundaries: each holds whole batches, closed once it reaches
+/// `opts.row_group_rows` rows (one large batch may exceed that), so a reader serves a
+/// row group's batches as they were produced. Batches without records contribute no
 /// rows. Statistics and the page index are written so that an offset seek touches one
 /// row group. Fails if offsets are not strictly increasing or there is no record at all.
 pub fn write_segment(
@@ -61,7 +62,8 @@ pub fn write_segment(
     let row_group_rows = opts.row_group_rows.max(1);
     let props = WriterProperties::builder()
         .set_compression(compression)
-        .set_max_row_group_size(row_group_rows)
+        // Row groups are cut below by batch; the writer must never cut one itself.
+        .set_max_row_group_size(usize::MAX)
         // Page statistics give chunk statistics plus the column index; the offset index
         // is on by default. Together they let a reader seek by offset.
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -84,20 +86,30 @@ pub fn write_segment(
         .build();
 
     let mut writer = ArrowWriter::try_new(Vec::new(), segment_schema(), Some(props))?;
+    // Where each non-empty batch ends in `rows`.
+    let mut ends = Vec::with_capacity(batches.len());
+    let mut acc = 0usize;
+    for b in batches.iter().filter(|b| !b.records.is_empty()) {
+        acc += b.records.len();
+        ends.push(acc);
+    }
     let mut start = 0;
+    let mut next_batch = 0;
     while start < rows.len() {
         let mut end = start;
         let mut bytes = 0usize;
-        while end < rows.len() && end - start < row_group_rows {
-            let size = payload_len(rows[end].1);
-            if end > start && bytes.saturating_add(size) > CHUNK_BYTE_BUDGET {
+        while let Some(&batch_end) = ends.get(next_batch) {
+            let size: usize = rows[end..batch_end].iter().map(|r| payload_len(r.1)).sum();
+            let full =
+                end - start >= row_group_rows || bytes.saturating_add(size) > CHUNK_BYTE_BUDGET;
+            if end > start && full {
                 break;
             }
             bytes = bytes.saturating_add(size);
-            end += 1;
+            end = batch_end;
+            next_batch += 1;
         }
         writer.write(&to_record_batch(&rows[start..end])?)?;
-        // One chunk, one row group: keeps row groups aligned with the byte budget too.
         writer.flush()?;
         start = end;
     }
