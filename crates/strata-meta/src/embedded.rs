@@ -273,14 +273,7 @@ impl Metadata for EmbeddedMetadata {
     ) -> Result<Vec<String>> {
         let tp = tp.clone();
         self.with(move |inner| {
-            let m = inner.state.manifest(&tp)?;
-            if m.leader_epoch != epoch {
-                return Err(MetaError::Fenced {
-                    tp,
-                    current: m.leader_epoch,
-                    given: epoch,
-                });
-            }
+            let m = inner.state.check_epoch(&tp, epoch)?;
             if segment.last_offset >= m.end_offset {
                 return Err(MetaError::InvalidOffset(segment.last_offset));
             }
@@ -299,14 +292,7 @@ impl Metadata for EmbeddedMetadata {
     ) -> Result<Freed> {
         let tp = tp.clone();
         self.with(move |inner| {
-            let m = inner.state.manifest(&tp)?;
-            if m.leader_epoch != epoch {
-                return Err(MetaError::Fenced {
-                    tp,
-                    current: m.leader_epoch,
-                    given: epoch,
-                });
-            }
+            let m = inner.state.check_epoch(&tp, epoch)?;
             if log_start_offset > m.end_offset || log_start_offset < 0 {
                 return Err(MetaError::InvalidOffset(log_start_offset));
             }

@@ -60,7 +60,8 @@ impl State {
             .ok_or_else(|| MetaError::UnknownTopic(name.to_string()))
     }
 
-    fn check_epoch(&self, tp: &TopicPartition, epoch: i32) -> Result<&PartitionManifest> {
+    /// The partition's manifest, or `Fenced` when `epoch` is not its leader epoch.
+    pub fn check_epoch(&self, tp: &TopicPartition, epoch: i32) -> Result<&PartitionManifest> {
         let m = self.manifest(tp)?;
         if m.leader_epoch != epoch {
             return Err(MetaError::Fenced {
