@@ -34,6 +34,9 @@ pub struct LogConfig {
     pub cache_dir: Option<std::path::PathBuf>,
     pub cache_disk_bytes: usize,
     pub seal_check_ms: u64,
+    /// Unsealed bytes held in memory across partitions above which the
+    /// largest tails are sealed early, before segment.bytes.
+    pub max_unsealed_bytes: usize,
     pub retention_check_ms: u64,
     pub row_group_rows: usize,
     pub multipart_part_bytes: usize,
@@ -50,6 +53,7 @@ impl Default for LogConfig {
             cache_dir: None,
             cache_disk_bytes: 1 << 30,
             seal_check_ms: 1_000,
+            max_unsealed_bytes: 512 << 20,
             retention_check_ms: 5_000,
             row_group_rows: 8192,
             multipart_part_bytes: 16 << 20,
@@ -406,6 +410,24 @@ impl Inner {
         }
     }
 
+    /// Keeps the unsealed tails within `max_unsealed_bytes` by sealing the
+    /// largest ones early.
+    async fn seal_for_memory(self: &Arc<Self>, parts: &[Arc<Partition>]) {
+        for _ in 0..parts.len().saturating_mul(4).max(1) {
+            let total: usize = parts.iter().map(|p| p.lock().mem_bytes).sum();
+            if total <= self.config.max_unsealed_bytes {
+                return;
+            }
+            let Some(largest) = parts.iter().max_by_key(|p| p.lock().mem_bytes) else {
+                return;
+            };
+            tracing::debug!(tp = %largest.tp, total, budget = self.config.max_unsealed_bytes, "sealing early to bound memory");
+            if !crate::seal::maybe_seal(self, largest, true).await {
+                return;
+            }
+        }
+    }
+
     async fn maintenance_loop(self: Arc<Self>) {
         let mut seal =
             tokio::time::interval(Duration::from_millis(self.config.seal_check_ms.max(10)));
@@ -417,14 +439,15 @@ impl Inner {
                 _ = self.shutdown.cancelled() => return,
                 _ = seal.tick() => {
                     let parts: Vec<_> = self.partitions.read().await.values().cloned().collect();
-                    for p in parts {
+                    for p in &parts {
                         // Bounded, so one busy partition cannot starve the rest.
                         for _ in 0..64 {
-                            if !crate::seal::maybe_seal(&self, &p).await {
+                            if !crate::seal::maybe_seal(&self, p, false).await {
                                 break;
                             }
                         }
                     }
+                    self.seal_for_memory(&parts).await;
                 }
                 _ = retention.tick() => {
                     let parts: Vec<_> = self.partitions.read().await.values().cloned().collect();

@@ -14,7 +14,8 @@ use crate::LogError;
 /// Seals the flushed part of the tail if it reached segment.bytes or is
 /// older than segment.ms; returns whether it sealed a segment (the caller
 /// calls again, so a tail many segments long drains in one pass).
-pub(crate) async fn maybe_seal(inner: &Arc<Inner>, part: &Arc<Partition>) -> bool {
+/// `force` seals whatever is flushed regardless of size and age.
+pub(crate) async fn maybe_seal(inner: &Arc<Inner>, part: &Arc<Partition>, force: bool) -> bool {
     let now = inner.clock.now_ms();
     let (batches, epoch) = {
         let mut st = part.lock();
@@ -31,7 +32,7 @@ pub(crate) async fn maybe_seal(inner: &Arc<Inner>, part: &Arc<Partition>) -> boo
         let aged = st
             .mem_since_ms
             .is_some_and(|t| now.saturating_sub(t) >= st.config.segment_ms);
-        if flushed.is_empty() || (bytes < st.config.segment_bytes as usize && !aged) {
+        if flushed.is_empty() || (bytes < st.config.segment_bytes as usize && !aged && !force) {
             return false;
         }
         // Cut at segment.bytes so one seal never holds much more than that.

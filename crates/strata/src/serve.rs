@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// Write a WAL object early once this many bytes are pending [default: 4194304].
     #[arg(long, env = "STRATA_WAL_FLUSH_BYTES")]
     wal_flush_bytes: Option<usize>,
+    /// Unsealed data held in memory across partitions before the largest
+    /// tails are sealed early, in bytes [default: 536870912].
+    #[arg(long, env = "STRATA_MAX_UNSEALED_BYTES")]
+    max_unsealed_bytes: Option<usize>,
     /// This broker's id (Kafka's node.id) [default: 1].
     #[arg(long, env = "STRATA_NODE_ID")]
     node_id: Option<i32>,
@@ -70,6 +74,7 @@ struct FileSettings {
     cache_disk_bytes: Option<usize>,
     wal_flush_ms: Option<u64>,
     wal_flush_bytes: Option<usize>,
+    max_unsealed_bytes: Option<usize>,
     node_id: Option<i32>,
     auto_create_topics: Option<bool>,
     num_partitions: Option<i32>,
@@ -102,6 +107,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         cache_dir: Some(data_dir.join("cache")),
         cache_disk_bytes: pick!(cache_disk_bytes, 1 << 30),
         retention_check_ms: pick!(retention_check_ms, 5_000),
+        max_unsealed_bytes: pick!(max_unsealed_bytes, 512 << 20),
         ..LogConfig::default()
     };
 

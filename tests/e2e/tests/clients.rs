@@ -291,3 +291,50 @@ async fn log_append_time_topics_stamp_the_broker_time() {
     assert_eq!(created[0].timestamp, (false, 1_000_000));
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_budget_seals_tails_before_segment_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        seal_check_ms: 50,
+        max_unsealed_bytes: 50_000,
+        ..LogConfig::default()
+    };
+    let broker = TestBroker::start_with(dir.path(), config).await;
+    let b = broker.bootstrap();
+    // segment.bytes stays at its 64 MiB default: only the budget can seal.
+    create_topic(&b, "budget", 2, &[]).await;
+    let p = producer(&b, "all", "none");
+    for round in 0..6 {
+        for part in 0..2 {
+            send_from(&p, "budget", part, 200, "m", round * 200).await;
+        }
+    }
+    let mut sealed = 0;
+    for _ in 0..100 {
+        sealed = 0;
+        for part in 0..2 {
+            let m = broker
+                .log
+                .meta()
+                .manifest(&strata_common::TopicPartition::new("budget", part))
+                .await
+                .unwrap();
+            sealed += m.segments.len();
+        }
+        if sealed >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sealed >= 2, "tails over the memory budget were not sealed");
+    let b2 = b.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        consume(&b2, "budget", 0, 0, 1200, Duration::from_secs(20))
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen.len(), 1200);
+    check(&seen, "m", 0);
+    broker.stop().await;
+}
