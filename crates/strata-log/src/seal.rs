@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use object_store::path::Path;
-use strata_format::segment::{write_segment, SegmentInfo, SegmentWriteOptions};
+use strata_format::segment::{write_segment_iter, SegmentInfo, SegmentWriteOptions};
 use strata_meta::{Freed, SegmentEntry};
 
 use crate::manager::Inner;
@@ -92,12 +92,11 @@ async fn seal(
         row_group_rows: inner.config.row_group_rows,
         ..Default::default()
     };
+    // Decoded a batch at a time: only one row group's records are in
+    // memory beside the raw tail.
     let file = tokio::task::spawn_blocking(move || {
-        let decoded = batches
-            .iter()
-            .map(|b| strata_format::decode_batch(&b.data))
-            .collect::<Result<Vec<_>, _>>()?;
-        write_segment(&info, &decoded, &opts)
+        let decoded = batches.iter().map(|b| strata_format::decode_batch(&b.data));
+        write_segment_iter(&info, decoded, &opts)
     })
     .await
     .map_err(|e| LogError::Store(format!("seal task: {e}")))??;

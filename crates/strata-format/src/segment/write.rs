@@ -40,21 +40,16 @@ pub fn write_segment(
     batches: &[DecodedBatch],
     opts: &SegmentWriteOptions,
 ) -> Result<Bytes, FormatError> {
-    let rows: Vec<(&BatchHeader, &Record)> = batches
-        .iter()
-        .flat_map(|b| b.records.iter().map(move |r| (&b.header, r)))
-        .collect();
-    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
-        return Err(FormatError::InvalidSegment("segment has no records".into()));
-    };
-    let (first_offset, last_offset) = (first.1.offset, last.1.offset);
-    if let Some(pair) = rows.windows(2).find(|w| w[0].1.offset >= w[1].1.offset) {
-        return Err(FormatError::InvalidSegment(format!(
-            "offsets not increasing: {} then {}",
-            pair[0].1.offset, pair[1].1.offset
-        )));
-    }
+    write_segment_iter(info, batches.iter().cloned().map(Ok), opts)
+}
 
+/// [`write_segment`] over batches produced one at a time (for example decoded lazily
+/// from raw bytes), so only one row group's records are decoded in memory at once.
+pub fn write_segment_iter(
+    info: &SegmentInfo,
+    batches: impl IntoIterator<Item = Result<DecodedBatch, FormatError>>,
+    opts: &SegmentWriteOptions,
+) -> Result<Bytes, FormatError> {
     let compression = match opts.zstd_level {
         Some(level) => ParquetCompression::ZSTD(ZstdLevel::try_new(level)?),
         None => ParquetCompression::UNCOMPRESSED,
@@ -76,8 +71,6 @@ pub fn write_segment(
             KeyValue::new(META_TOPIC.into(), info.topic.clone()),
             KeyValue::new(META_TOPIC_ID.into(), info.topic_id.clone()),
             KeyValue::new(META_PARTITION.into(), info.partition.to_string()),
-            KeyValue::new(META_FIRST_OFFSET.into(), first_offset.to_string()),
-            KeyValue::new(META_LAST_OFFSET.into(), last_offset.to_string()),
             KeyValue::new(
                 META_FORMAT_VERSION.into(),
                 SEGMENT_FORMAT_VERSION.to_string(),
@@ -86,33 +79,53 @@ pub fn write_segment(
         .build();
 
     let mut writer = ArrowWriter::try_new(Vec::new(), segment_schema(), Some(props))?;
-    // Where each non-empty batch ends in `rows`.
-    let mut ends = Vec::with_capacity(batches.len());
-    let mut acc = 0usize;
-    for b in batches.iter().filter(|b| !b.records.is_empty()) {
-        acc += b.records.len();
-        ends.push(acc);
-    }
-    let mut start = 0;
-    let mut next_batch = 0;
-    while start < rows.len() {
-        let mut end = start;
-        let mut bytes = 0usize;
-        while let Some(&batch_end) = ends.get(next_batch) {
-            let size: usize = rows[end..batch_end].iter().map(|r| payload_len(r.1)).sum();
-            let full =
-                end - start >= row_group_rows || bytes.saturating_add(size) > CHUNK_BYTE_BUDGET;
-            if end > start && full {
-                break;
-            }
-            bytes = bytes.saturating_add(size);
-            end = batch_end;
-            next_batch += 1;
-        }
-        writer.write(&to_record_batch(&rows[start..end])?)?;
+    let mut pending: Vec<DecodedBatch> = Vec::new();
+    let (mut rows, mut bytes) = (0usize, 0usize);
+    let mut first_offset = None;
+    let mut last_offset: Option<i64> = None;
+    let write_group = |writer: &mut ArrowWriter<Vec<u8>>, pending: &mut Vec<DecodedBatch>| {
+        let group: Vec<(&BatchHeader, &Record)> = pending
+            .iter()
+            .flat_map(|b| b.records.iter().map(move |r| (&b.header, r)))
+            .collect();
+        writer.write(&to_record_batch(&group)?)?;
         writer.flush()?;
-        start = end;
+        pending.clear();
+        Ok::<(), FormatError>(())
+    };
+    for batch in batches {
+        let batch = batch?;
+        if batch.records.is_empty() {
+            continue;
+        }
+        for r in &batch.records {
+            if let Some(prev) = last_offset.filter(|&p| p >= r.offset) {
+                return Err(FormatError::InvalidSegment(format!(
+                    "offsets not increasing: {prev} then {}",
+                    r.offset
+                )));
+            }
+            first_offset.get_or_insert(r.offset);
+            last_offset = Some(r.offset);
+        }
+        let size: usize = batch.records.iter().map(payload_len).sum();
+        if !pending.is_empty()
+            && (rows >= row_group_rows || bytes.saturating_add(size) > CHUNK_BYTE_BUDGET)
+        {
+            write_group(&mut writer, &mut pending)?;
+            rows = 0;
+            bytes = 0;
+        }
+        rows += batch.records.len();
+        bytes = bytes.saturating_add(size);
+        pending.push(batch);
     }
+    let (Some(first), Some(last)) = (first_offset, last_offset) else {
+        return Err(FormatError::InvalidSegment("segment has no records".into()));
+    };
+    write_group(&mut writer, &mut pending)?;
+    writer.append_key_value_metadata(KeyValue::new(META_FIRST_OFFSET.into(), first.to_string()));
+    writer.append_key_value_metadata(KeyValue::new(META_LAST_OFFSET.into(), last.to_string()));
     Ok(Bytes::from(writer.into_inner()?))
 }
 
