@@ -13,7 +13,6 @@ use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
     HybridCachePolicy,
 };
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::ObjectStore;
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
@@ -153,9 +152,10 @@ impl SegmentReader {
                 out.push(b.clone());
             }
         }
+        // Two row groups ahead: one GET in flight while the next is decoded.
         if let Some(rg) = last_rg {
-            if rg + 1 < footer.metadata().num_row_groups() {
-                self.read_ahead(seg, &footer, rg + 1);
+            for next in rg + 1..(rg + 3).min(footer.metadata().num_row_groups()) {
+                self.read_ahead(seg, &footer, next);
             }
         }
         Ok(out)
@@ -187,13 +187,21 @@ impl SegmentReader {
             Ok(None) => {}
             Err(e) => tracing::debug!(key = k, error = %e, "segment cache read failed"),
         }
-        let stream =
+        // The ranged GETs happen here; decompression and decoding, which
+        // are CPU work, run off the runtime below.
+        let mut stream =
             ParquetRecordBatchStreamBuilder::new_with_metadata(self.file(seg), footer.clone())
                 .with_row_groups(vec![rg])
                 .build()?;
-        let arrow: Vec<_> = stream.try_collect().await?;
+        let rows = stream
+            .next_row_group()
+            .await?
+            .ok_or_else(|| LogError::Store(format!("{}: row group {rg} missing", seg.key)))?;
         let (chunk, all) =
             tokio::task::spawn_blocking(move || -> Result<(Chunk, Bytes), LogError> {
+                let arrow = rows
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| LogError::Store(format!("parquet: {e}")))?;
                 let mut groups = Vec::new();
                 for rb in &arrow {
                     merge_groups(&mut groups, arrow_to_records(rb)?);
