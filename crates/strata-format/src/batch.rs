@@ -195,10 +195,9 @@ pub fn split_batches(records: &[u8]) -> Result<Vec<Range<usize>>, FormatError> {
     Ok(ranges)
 }
 
-/// Validates one complete batch (exactly `batchLength + 12` bytes): magic, CRC-32C, record
-/// count against lastOffsetDelta, and for uncompressed batches that the records' length
-/// prefixes tile the body exactly `recordsCount` times. Compressed bodies are not inflated.
-pub fn validate_batch(batch: &[u8]) -> Result<BatchHeader, FormatError> {
+/// Parses the header of one complete batch and checks that its length matches the bytes
+/// given and that the CRC-32C holds: what every reader of a whole batch checks first.
+pub(crate) fn check_length_and_crc(batch: &[u8]) -> Result<BatchHeader, FormatError> {
     let header = parse_header(batch)?;
     let total = header
         .total_len()
@@ -223,6 +222,14 @@ pub fn validate_batch(batch: &[u8]) -> Result<BatchHeader, FormatError> {
             computed,
         });
     }
+    Ok(header)
+}
+
+/// Validates one complete batch (exactly `batchLength + 12` bytes): magic, CRC-32C, record
+/// count against lastOffsetDelta, and for uncompressed batches that the records' length
+/// prefixes tile the body exactly `recordsCount` times. Compressed bodies are not inflated.
+pub fn validate_batch(batch: &[u8]) -> Result<BatchHeader, FormatError> {
+    let header = check_length_and_crc(batch)?;
     if header.records_count < 0 {
         return Err(FormatError::corrupt(format!(
             "negative record count {}",

@@ -5,8 +5,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::batch::{
-    parse_header, without_compression, BatchHeader, ATTRIBUTES_AT, BATCH_HEADER_LEN, CRC_AT,
-    LOG_OVERHEAD, MAGIC_V2,
+    check_length_and_crc, without_compression, BatchHeader, ATTRIBUTES_AT, BATCH_HEADER_LEN,
+    CRC_AT, LOG_OVERHEAD, MAGIC_V2,
 };
 use crate::compression::{decompress, MAX_DECOMPRESSED_LEN};
 use crate::varint::{read_varint, read_varlong, write_varint, write_varlong};
@@ -70,25 +70,7 @@ pub fn decode_batch(batch: &[u8]) -> Result<DecodedBatch, FormatError> {
 
 /// [`decode_batch`] with a caller-chosen cap on the decompressed body size.
 pub fn decode_batch_with_limit(batch: &[u8], limit: usize) -> Result<DecodedBatch, FormatError> {
-    let header = parse_header(batch)?;
-    let total = header
-        .total_len()
-        .filter(|&total| total >= BATCH_HEADER_LEN)
-        .ok_or_else(|| FormatError::corrupt(format!("bad batch length {}", header.batch_length)))?;
-    if total != batch.len() {
-        return Err(FormatError::corrupt(format!(
-            "batch length {} does not match {} bytes given",
-            header.batch_length,
-            batch.len()
-        )));
-    }
-    let computed = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
-    if computed != header.crc {
-        return Err(FormatError::CrcMismatch {
-            stored: header.crc,
-            computed,
-        });
-    }
+    let header = check_length_and_crc(batch)?;
     let expected = usize::try_from(header.records_count).map_err(|_| {
         FormatError::corrupt(format!("negative record count {}", header.records_count))
     })?;

@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use object_store::path::Path;
 use object_store::PutPayload;
 use strata_meta::{WalCommit, WalRange};
+use strata_store::RetryPolicy;
 
 use crate::manager::Inner;
 use crate::partition::{MemBatch, Partition};
@@ -20,6 +21,15 @@ struct Share {
     epoch: i32,
     range: WalRange,
 }
+
+/// Flush retries never give up (acknowledged data depends on them); this
+/// only paces them, with the store layer's jittered exponential backoff.
+const RETRY: RetryPolicy = RetryPolicy {
+    base_delay: Duration::from_millis(40),
+    max_delay: Duration::from_secs(2),
+    max_attempts: u32::MAX,
+    attempt_timeout: Duration::from_secs(30),
+};
 
 pub(crate) fn wal_key(broker: i32, boot: &str, seq: u64) -> String {
     format!("wal/{broker}/{boot}-{seq:012}")
@@ -95,7 +105,7 @@ impl Inner {
                 Err(e) => {
                     attempt += 1;
                     tracing::warn!(key, attempt, error = %e, "wal put failed; retrying");
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(RETRY.backoff(attempt)).await;
                 }
             }
         }
@@ -114,7 +124,7 @@ impl Inner {
                 Err(e) => {
                     attempt += 1;
                     tracing::warn!(key, attempt, error = %e, "wal commit failed; retrying");
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(RETRY.backoff(attempt)).await;
                 }
             }
         };
@@ -134,9 +144,4 @@ impl Inner {
         self.backpressure.notify_waiters();
         true
     }
-}
-
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    let ms = 20u64.saturating_mul(1 << attempt.min(8)).min(2_000);
-    Duration::from_millis(ms)
 }

@@ -142,14 +142,7 @@ impl LogManager {
             }
         }
         let prefix = Path::from(format!("wal/{}", self.inner.config.broker_id));
-        let found: Vec<_> = self
-            .inner
-            .store
-            .list(Some(&prefix))
-            .filter_map(|m| async move { m.ok().map(|m| m.location) })
-            .collect()
-            .await;
-        for key in found {
+        for key in list_keys(self.inner.store.as_ref(), &prefix).await {
             if live.contains(key.as_ref()) {
                 continue;
             }
@@ -198,6 +191,13 @@ impl LogManager {
 
     pub async fn partition(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
         self.inner.partitions.read().await.get(tp).cloned()
+    }
+
+    /// A partition this broker leads, or `UnknownPartition`.
+    async fn led(&self, tp: &TopicPartition) -> Result<Arc<Partition>, LogError> {
+        self.partition(tp)
+            .await
+            .ok_or_else(|| LogError::UnknownPartition(tp.to_string()))
     }
 
     /// Takes leadership of the topic's partitions not yet open here.
@@ -271,17 +271,9 @@ impl LogManager {
         let store = self.inner.store.clone();
         let prefix = Path::from(strata_common::topic_prefix(name).trim_end_matches('/'));
         tokio::spawn(async move {
-            let mut keys: Vec<_> = store
-                .list(Some(&prefix))
-                .filter_map(|m| async move { m.ok().map(|m| m.location) })
-                .collect()
-                .await;
+            let mut keys = list_keys(store.as_ref(), &prefix).await;
             keys.extend(wal_keys.iter().map(|k| Path::from(k.as_str())));
-            for k in keys {
-                if let Err(e) = store.delete(&k).await {
-                    tracing::warn!(key = %k, error = %e, "deleting object of deleted topic failed");
-                }
-            }
+            crate::seal::delete_keys(store.as_ref(), keys).await;
         });
     }
 
@@ -295,10 +287,7 @@ impl LogManager {
         records: &Bytes,
         timeout: Duration,
     ) -> Result<(Arc<Partition>, crate::AppendResult), LogError> {
-        let part = self
-            .partition(tp)
-            .await
-            .ok_or_else(|| LogError::UnknownPartition(tp.to_string()))?;
+        let part = self.led(tp).await?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.inner.backpressure.notified();
@@ -334,10 +323,7 @@ impl LogManager {
         offset: i64,
         max_bytes: usize,
     ) -> Result<ReadResult, LogError> {
-        let part = self
-            .partition(tp)
-            .await
-            .ok_or_else(|| LogError::UnknownPartition(tp.to_string()))?;
+        let part = self.led(tp).await?;
         let located = part.locate(offset, max_bytes)?;
         let (high_watermark, log_start_offset) = {
             let st = part.lock();
@@ -363,20 +349,14 @@ impl LogManager {
         tp: &TopicPartition,
         timestamp: i64,
     ) -> Result<(i64, i64), LogError> {
-        let part = self
-            .partition(tp)
-            .await
-            .ok_or_else(|| LogError::UnknownPartition(tp.to_string()))?;
+        let part = self.led(tp).await?;
         crate::seal::list_offset(&self.inner, &part, timestamp).await
     }
 
     /// Kafka's DeleteRecords: moves the log start offset to `offset`
     /// (-1 means the high watermark). Returns the new low watermark.
     pub async fn delete_records(&self, tp: &TopicPartition, offset: i64) -> Result<i64, LogError> {
-        let part = self
-            .partition(tp)
-            .await
-            .ok_or_else(|| LogError::UnknownPartition(tp.to_string()))?;
+        let part = self.led(tp).await?;
         let (epoch, hw, start) = {
             let st = part.lock();
             (st.epoch, st.hw, st.log_start)
@@ -392,6 +372,16 @@ impl LogManager {
         crate::seal::truncate_front(&self.inner, &part, epoch, target).await?;
         Ok(part.log_start_offset())
     }
+}
+
+/// Every key under `prefix`; a listing error ends the listing early (the
+/// callers are clean-ups that run again later).
+async fn list_keys(store: &dyn ObjectStore, prefix: &Path) -> Vec<Path> {
+    store
+        .list(Some(prefix))
+        .filter_map(|m| async move { m.ok().map(|m| m.location) })
+        .collect()
+        .await
 }
 
 impl Inner {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use object_store::path::Path;
+use object_store::ObjectStore;
 use strata_format::segment::{write_segment_iter, SegmentInfo, SegmentWriteOptions};
 use strata_meta::{Freed, SegmentEntry};
 
@@ -22,28 +23,24 @@ pub(crate) async fn maybe_seal(inner: &Arc<Inner>, part: &Arc<Partition>, force:
         if st.sealing || st.closed {
             return false;
         }
-        let flushed: Vec<_> = st
-            .mem
-            .iter()
-            .take_while(|b| b.last < st.hw)
-            .cloned()
-            .collect();
-        let bytes: usize = flushed.iter().map(|b| b.data.len()).sum();
+        let segment_bytes = st.config.segment_bytes as usize;
+        let flushed = || st.mem.iter().take_while(|b| b.last < st.hw);
+        let bytes: usize = flushed().map(|b| b.data.len()).sum();
         let aged = st
             .mem_since_ms
             .is_some_and(|t| now.saturating_sub(t) >= st.config.segment_ms);
-        if flushed.is_empty() || (bytes < st.config.segment_bytes as usize && !aged && !force) {
+        if flushed().next().is_none() || (bytes < segment_bytes && !aged && !force) {
             return false;
         }
         // Cut at segment.bytes so one seal never holds much more than that.
         let mut size = 0usize;
-        let cut: Vec<_> = flushed
-            .into_iter()
+        let cut: Vec<_> = flushed()
             .take_while(|b| {
-                let take = size < st.config.segment_bytes as usize;
+                let take = size < segment_bytes;
                 size += b.data.len();
                 take
             })
+            .cloned()
             .collect();
         st.sealing = true;
         (cut, st.epoch)
@@ -122,16 +119,22 @@ async fn seal(
         .commit_segment(&part.tp, epoch, entry.clone())
         .await?;
     tracing::debug!(tp = %part.tp, key, base, last, bytes = size, "segment sealed");
-    delete_keys(inner, orphans).await;
+    delete_keys(inner.store.as_ref(), paths(orphans)).await;
     Ok(entry)
 }
 
-async fn delete_keys(inner: &Arc<Inner>, keys: Vec<String>) {
+/// Deletes objects no manifest references any more; a failure is logged and
+/// left for the start-up WAL collection or an operator.
+pub(crate) async fn delete_keys(store: &dyn ObjectStore, keys: impl IntoIterator<Item = Path>) {
     for k in keys {
-        if let Err(e) = inner.store.delete(&Path::from(k.as_str())).await {
-            tracing::warn!(key = k, error = %e, "deleting unreferenced object failed");
+        if let Err(e) = store.delete(&k).await {
+            tracing::warn!(key = %k, error = %e, "deleting unreferenced object failed");
         }
     }
+}
+
+fn paths(keys: impl IntoIterator<Item = String>) -> impl Iterator<Item = Path> {
+    keys.into_iter().map(|k| Path::from(k.as_str()))
 }
 
 /// Moves the log start to `offset`, committing first, then deleting what
@@ -148,8 +151,12 @@ pub(crate) async fn truncate_front(
         st.log_start = st.log_start.max(offset);
         st.segments.retain(|s| s.last_offset >= offset);
     }
-    delete_keys(inner, segments.into_iter().map(|s| s.key).collect()).await;
-    delete_keys(inner, wal_keys).await;
+    delete_keys(
+        inner.store.as_ref(),
+        paths(segments.into_iter().map(|s| s.key)),
+    )
+    .await;
+    delete_keys(inner.store.as_ref(), paths(wal_keys)).await;
     Ok(())
 }
 

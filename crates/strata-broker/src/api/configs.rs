@@ -135,10 +135,17 @@ pub(crate) async fn describe(
 /// Validates and stores a topic's new override set; returns (code, message).
 async fn apply(
     broker: &Arc<Broker>,
+    resource_type: i8,
     topic: &str,
     build: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), String>,
     validate_only: bool,
 ) -> (i16, Option<StrBytes>) {
+    if resource_type != TOPIC {
+        return (
+            codes::INVALID_REQUEST,
+            Some(s("only topic configs can be altered")),
+        );
+    }
     let current = match broker.meta.topic(topic).await {
         Ok(Some(t)) => t,
         Ok(None) => {
@@ -178,12 +185,7 @@ pub(crate) async fn alter(
 ) -> Reply {
     let mut out = Vec::new();
     for res in req.resources {
-        let (code, message) = if res.resource_type != TOPIC {
-            (
-                codes::INVALID_REQUEST,
-                Some(s("only topic configs can be altered")),
-            )
-        } else {
+        let (code, message) = {
             let entries: Vec<(String, Option<String>)> = res
                 .configs
                 .iter()
@@ -199,7 +201,14 @@ pub(crate) async fn alter(
                 }
                 Ok(())
             };
-            apply(broker, &res.resource_name, build, req.validate_only).await
+            apply(
+                broker,
+                res.resource_type,
+                &res.resource_name,
+                build,
+                req.validate_only,
+            )
+            .await
         };
         out.push(
             alter_configs_response::AlterConfigsResourceResponse::default()
@@ -219,12 +228,7 @@ pub(crate) async fn incremental_alter(
 ) -> Reply {
     let mut out = Vec::new();
     for res in req.resources {
-        let (code, message) = if res.resource_type != TOPIC {
-            (
-                codes::INVALID_REQUEST,
-                Some(s("only topic configs can be altered")),
-            )
-        } else {
+        let (code, message) = {
             let ops: Vec<(String, i8, Option<String>)> = res
                 .configs
                 .iter()
@@ -273,7 +277,14 @@ pub(crate) async fn incremental_alter(
                 }
                 Ok(())
             };
-            apply(broker, &res.resource_name, build, req.validate_only).await
+            apply(
+                broker,
+                res.resource_type,
+                &res.resource_name,
+                build,
+                req.validate_only,
+            )
+            .await
         };
         out.push(
             incremental_alter_configs_response::AlterConfigsResourceResponse::default()
