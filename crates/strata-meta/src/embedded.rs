@@ -13,7 +13,8 @@ use strata_common::{config, valid_topic_name, TopicPartition};
 
 use crate::state::{Op, State};
 use crate::{
-    Freed, MetaError, Metadata, PartitionManifest, Result, SegmentEntry, TopicMeta, WalCommit,
+    CommittedOffset, Freed, MetaError, Metadata, PartitionManifest, Result, SegmentEntry,
+    TopicMeta, WalCommit,
 };
 
 /// Log entries between snapshots: bounds both replay time and file size.
@@ -311,6 +312,45 @@ impl Metadata for EmbeddedMetadata {
             let id = inner.state.next_producer_id;
             inner.commit(Op::ProducerId(id + 1))?;
             Ok(id)
+        })
+        .await
+    }
+
+    async fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: Vec<(TopicPartition, CommittedOffset)>,
+    ) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let group = group.to_string();
+        self.with(move |inner| inner.commit(Op::CommitOffsets(group, offsets)))
+            .await
+    }
+
+    async fn fetch_offsets(&self, group: &str) -> Result<Vec<(TopicPartition, CommittedOffset)>> {
+        let group = group.to_string();
+        self.with(move |inner| Ok(inner.state.group_offsets(&group)))
+            .await
+    }
+
+    async fn offset_groups(&self) -> Result<Vec<String>> {
+        self.with(|inner| Ok(inner.state.groups.keys().cloned().collect()))
+            .await
+    }
+
+    async fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: Option<Vec<TopicPartition>>,
+    ) -> Result<()> {
+        let group = group.to_string();
+        self.with(move |inner| {
+            if !inner.state.groups.contains_key(&group) {
+                return Ok(());
+            }
+            inner.commit(Op::DeleteOffsets(group, partitions))
         })
         .await
     }

@@ -70,6 +70,17 @@ pub struct WalCommit {
     pub range: WalRange,
 }
 
+/// A consumer group's committed position in one partition, as OffsetCommit
+/// gave it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    /// -1 when the client did not send one.
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp: i64,
+}
+
 /// What removing a log prefix freed: objects the caller should delete.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Freed {
@@ -169,4 +180,22 @@ pub trait Metadata: Send + Sync + 'static {
         log_start_offset: i64,
     ) -> Result<Freed>;
     async fn allocate_producer_id(&self) -> Result<i64>;
+
+    /// Stores a group's committed offsets, replacing earlier commits of the
+    /// same partitions.
+    async fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: Vec<(TopicPartition, CommittedOffset)>,
+    ) -> Result<()>;
+    /// Every committed offset of a group (empty for an unknown group).
+    async fn fetch_offsets(&self, group: &str) -> Result<Vec<(TopicPartition, CommittedOffset)>>;
+    /// Groups that hold committed offsets.
+    async fn offset_groups(&self) -> Result<Vec<String>>;
+    /// Drops a group's offsets for `partitions`, or all of them.
+    async fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: Option<Vec<TopicPartition>>,
+    ) -> Result<()>;
 }

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use strata_common::TopicPartition;
 
-use crate::{Freed, MetaError, PartitionManifest, Result, SegmentEntry, TopicMeta, WalCommit};
+use crate::{
+    CommittedOffset, Freed, MetaError, PartitionManifest, Result, SegmentEntry, TopicMeta,
+    WalCommit,
+};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct State {
@@ -15,6 +18,9 @@ pub struct State {
     /// Keyed "topic/partition" so the snapshot stays plain JSON.
     pub partitions: BTreeMap<String, PartitionManifest>,
     pub next_producer_id: i64,
+    /// group -> topic -> partition -> committed offset.
+    #[serde(default)]
+    pub groups: BTreeMap<String, BTreeMap<String, BTreeMap<i32, CommittedOffset>>>,
     #[serde(skip)]
     pub(crate) wal_refs: HashMap<String, usize>,
 }
@@ -32,6 +38,8 @@ pub enum Op {
     CommitSegment(TopicPartition, SegmentEntry),
     TruncateFront(TopicPartition, i64),
     ProducerId(i64),
+    CommitOffsets(String, Vec<(TopicPartition, CommittedOffset)>),
+    DeleteOffsets(String, Option<Vec<TopicPartition>>),
 }
 
 fn pkey(tp: &TopicPartition) -> String {
@@ -58,6 +66,18 @@ impl State {
         self.topics
             .get(name)
             .ok_or_else(|| MetaError::UnknownTopic(name.to_string()))
+    }
+
+    pub fn group_offsets(&self, group: &str) -> Vec<(TopicPartition, CommittedOffset)> {
+        let Some(g) = self.groups.get(group) else {
+            return Vec::new();
+        };
+        g.iter()
+            .flat_map(|(t, ps)| {
+                ps.iter()
+                    .map(|(p, o)| (TopicPartition::new(t.as_str(), *p), o.clone()))
+            })
+            .collect()
     }
 
     /// The partition's manifest, or `Fenced` when `epoch` is not its leader epoch.
@@ -187,6 +207,10 @@ impl State {
                 self.topics.insert(t.name.clone(), t);
             }
             Op::DeleteTopic(name) => {
+                self.groups.retain(|_, g| {
+                    g.remove(&name);
+                    !g.is_empty()
+                });
                 if let Some(t) = self.topics.remove(&name) {
                     for p in 0..t.partitions {
                         if let Some(m) = self
@@ -269,6 +293,34 @@ impl State {
                 }
             }
             Op::ProducerId(next) => self.next_producer_id = next,
+            Op::CommitOffsets(group, offsets) => {
+                let g = self.groups.entry(group).or_default();
+                for (tp, o) in offsets {
+                    g.entry(tp.topic.to_string())
+                        .or_default()
+                        .insert(tp.partition, o);
+                }
+            }
+            Op::DeleteOffsets(group, partitions) => match partitions {
+                None => {
+                    self.groups.remove(&group);
+                }
+                Some(tps) => {
+                    if let Some(g) = self.groups.get_mut(&group) {
+                        for tp in tps {
+                            if let Some(t) = g.get_mut(&*tp.topic) {
+                                t.remove(&tp.partition);
+                                if t.is_empty() {
+                                    g.remove(&*tp.topic);
+                                }
+                            }
+                        }
+                        if g.is_empty() {
+                            self.groups.remove(&group);
+                        }
+                    }
+                }
+            },
         }
     }
 }

@@ -151,3 +151,51 @@ async fn deleting_a_topic_frees_only_wal_objects_no_other_topic_uses() {
     assert!(m.topic("gone").await.unwrap().is_none());
     assert_eq!(m.manifest(&kept).await.unwrap().wal.len(), 1);
 }
+
+#[tokio::test]
+async fn committed_offsets_survive_reopen_and_follow_topic_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let tp = |t: &str, p| TopicPartition::new(t, p);
+    let off = |o| CommittedOffset {
+        offset: o,
+        leader_epoch: -1,
+        metadata: format!("m{o}"),
+        commit_timestamp: 1,
+    };
+    {
+        let m = EmbeddedMetadata::open(dir.path()).unwrap();
+        m.create_topic("a", 2, Default::default()).await.unwrap();
+        m.create_topic("b", 1, Default::default()).await.unwrap();
+        m.commit_offsets("g", vec![(tp("a", 0), off(5)), (tp("a", 1), off(7))])
+            .await
+            .unwrap();
+        m.commit_offsets("g", vec![(tp("a", 0), off(6)), (tp("b", 0), off(1))])
+            .await
+            .unwrap();
+        m.commit_offsets("h", vec![(tp("b", 0), off(2))])
+            .await
+            .unwrap();
+    }
+    let m = EmbeddedMetadata::open(dir.path()).unwrap();
+    let mut g = m.fetch_offsets("g").await.unwrap();
+    g.sort_by(|x, y| (&*x.0.topic, x.0.partition).cmp(&(&*y.0.topic, y.0.partition)));
+    assert_eq!(
+        g,
+        vec![
+            (tp("a", 0), off(6)),
+            (tp("a", 1), off(7)),
+            (tp("b", 0), off(1))
+        ]
+    );
+    assert_eq!(m.offset_groups().await.unwrap(), vec!["g", "h"]);
+    m.delete_topic("b").await.unwrap();
+    assert_eq!(m.offset_groups().await.unwrap(), vec!["g"]);
+    m.delete_offsets("g", Some(vec![tp("a", 1)])).await.unwrap();
+    assert_eq!(
+        m.fetch_offsets("g").await.unwrap(),
+        vec![(tp("a", 0), off(6))]
+    );
+    m.delete_offsets("g", None).await.unwrap();
+    assert!(m.fetch_offsets("g").await.unwrap().is_empty());
+    assert!(m.offset_groups().await.unwrap().is_empty());
+}
