@@ -5,6 +5,7 @@
 pub mod api;
 mod codes;
 mod conn;
+pub mod group;
 mod server;
 
 use std::net::SocketAddr;
@@ -29,6 +30,9 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     /// `num.partitions` for auto-created topics.
     pub default_partitions: i32,
+    /// `group.initial.rebalance.delay.ms`: how long a new group waits for
+    /// more members before its first rebalance.
+    pub group_initial_rebalance_delay_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -41,6 +45,7 @@ impl Default for BrokerConfig {
             max_connections: 10_000,
             auto_create_topics: true,
             default_partitions: 1,
+            group_initial_rebalance_delay_ms: 3_000,
         }
     }
 }
@@ -50,12 +55,23 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub log: LogManager,
     pub meta: Arc<dyn Metadata>,
+    pub groups: Arc<group::Coordinator>,
 }
 
 impl Broker {
     pub fn new(config: BrokerConfig, log: LogManager) -> Arc<Self> {
         let meta = log.meta().clone();
-        Arc::new(Self { config, log, meta })
+        let groups = Arc::new(group::Coordinator::new(
+            meta.clone(),
+            Arc::new(strata_common::SystemClock),
+            config.group_initial_rebalance_delay_ms,
+        ));
+        Arc::new(Self {
+            config,
+            log,
+            meta,
+            groups,
+        })
     }
 
     pub fn advertised(&self) -> (String, i32) {

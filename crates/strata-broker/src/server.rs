@@ -14,6 +14,7 @@ use crate::Broker;
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(broker.config.max_connections));
     let mut conns = JoinSet::new();
+    let coordinator = tokio::spawn(broker.groups.clone().run(shutdown.clone()));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -49,4 +50,5 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancell
     {
         conns.abort_all();
     }
+    let _ = coordinator.await;
 }

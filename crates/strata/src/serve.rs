@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// How often retention runs, in ms (Kafka's log.retention.check.interval.ms) [default: 5000].
     #[arg(long, env = "STRATA_RETENTION_CHECK_MS")]
     retention_check_ms: Option<u64>,
+    /// How long a new consumer group waits for more members before its
+    /// first rebalance, in ms (Kafka's group.initial.rebalance.delay.ms) [default: 3000].
+    #[arg(long, env = "STRATA_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    group_initial_rebalance_delay_ms: Option<i64>,
 }
 
 /// The same settings as read from a config file.
@@ -79,6 +83,7 @@ struct FileSettings {
     auto_create_topics: Option<bool>,
     num_partitions: Option<i32>,
     retention_check_ms: Option<u64>,
+    group_initial_rebalance_delay_ms: Option<i64>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -142,6 +147,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         advertised_port: port,
         auto_create_topics: pick!(auto_create_topics, true),
         default_partitions: pick!(num_partitions, 1),
+        group_initial_rebalance_delay_ms: pick!(group_initial_rebalance_delay_ms, 3_000),
         ..BrokerConfig::default()
     };
     let broker = Broker::new(broker_config, log.clone());
@@ -159,7 +165,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

@@ -5,8 +5,10 @@ pub mod api_versions;
 mod cluster;
 mod configs;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
+mod offsets;
 mod produce;
 mod records;
 mod topics;
@@ -58,6 +60,17 @@ pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::CreatePartitions => (0, 3),
         ApiKey::IncrementalAlterConfigs => (0, 1),
         ApiKey::DescribeCluster => (0, 1),
+        ApiKey::FindCoordinator => (0, 6),
+        ApiKey::JoinGroup => (0, 9),
+        ApiKey::SyncGroup => (0, 5),
+        ApiKey::Heartbeat => (0, 4),
+        ApiKey::LeaveGroup => (0, 5),
+        ApiKey::OffsetCommit => (2, 9),
+        ApiKey::OffsetFetch => (1, 9),
+        ApiKey::ListGroups => (0, 5),
+        ApiKey::DescribeGroups => (0, 6),
+        ApiKey::DeleteGroups => (0, 2),
+        ApiKey::OffsetDelete => (0, 0),
         _ => return None,
     })
 }
@@ -109,6 +122,17 @@ pub fn parse_request(frame: Bytes) -> Result<ApiKey, String> {
                 decode::<IncrementalAlterConfigsRequest>(body, version).map(drop)
             }
             ApiKey::DescribeCluster => decode::<DescribeClusterRequest>(body, version).map(drop),
+            ApiKey::FindCoordinator => decode::<FindCoordinatorRequest>(body, version).map(drop),
+            ApiKey::JoinGroup => decode::<JoinGroupRequest>(body, version).map(drop),
+            ApiKey::SyncGroup => decode::<SyncGroupRequest>(body, version).map(drop),
+            ApiKey::Heartbeat => decode::<HeartbeatRequest>(body, version).map(drop),
+            ApiKey::LeaveGroup => decode::<LeaveGroupRequest>(body, version).map(drop),
+            ApiKey::OffsetCommit => decode::<OffsetCommitRequest>(body, version).map(drop),
+            ApiKey::OffsetFetch => decode::<OffsetFetchRequest>(body, version).map(drop),
+            ApiKey::ListGroups => decode::<ListGroupsRequest>(body, version).map(drop),
+            ApiKey::DescribeGroups => decode::<DescribeGroupsRequest>(body, version).map(drop),
+            ApiKey::DeleteGroups => decode::<DeleteGroupsRequest>(body, version).map(drop),
+            ApiKey::OffsetDelete => decode::<OffsetDeleteRequest>(body, version).map(drop),
             _ => Err("api not supported".into()),
         })
         .map(|_| key)
@@ -123,9 +147,9 @@ pub(crate) async fn dispatch(
 ) -> Reply {
     let v = header.request_api_version;
     macro_rules! call {
-        ($handler:path) => {
+        ($handler:path $(, $extra:expr)?) => {
             match decode(body, v) {
-                Ok(req) => $handler(broker, &header, req).await,
+                Ok(req) => $handler(broker, &header, req $(, $extra)?).await,
                 Err(e) => {
                     tracing::warn!(%peer, api = ?key, version = v, error = %e, "malformed request; closing connection");
                     Reply::Close
@@ -148,6 +172,17 @@ pub(crate) async fn dispatch(
         ApiKey::DescribeCluster => call!(cluster::describe),
         ApiKey::DeleteRecords => call!(records::delete_records),
         ApiKey::InitProducerId => call!(records::init_producer_id),
+        ApiKey::FindCoordinator => call!(groups::find_coordinator),
+        ApiKey::JoinGroup => call!(groups::join, peer),
+        ApiKey::SyncGroup => call!(groups::sync),
+        ApiKey::Heartbeat => call!(groups::heartbeat),
+        ApiKey::LeaveGroup => call!(groups::leave),
+        ApiKey::ListGroups => call!(groups::list),
+        ApiKey::DescribeGroups => call!(groups::describe),
+        ApiKey::DeleteGroups => call!(groups::delete),
+        ApiKey::OffsetCommit => call!(offsets::commit),
+        ApiKey::OffsetFetch => call!(offsets::fetch),
+        ApiKey::OffsetDelete => call!(offsets::delete),
         _ => Reply::Close,
     }
 }
