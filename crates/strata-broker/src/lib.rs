@@ -74,6 +74,32 @@ impl Broker {
         })
     }
 
+    /// Consumer lag per group and partition: the log end offset (high
+    /// watermark) minus the committed offset, for metrics and tools.
+    pub async fn consumer_lag(&self) -> Vec<group::PartitionLag> {
+        let Ok(committed) = self.groups.committed().await else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (group, tp, offset) in committed {
+            let end = match self.log.partition(&tp).await {
+                Some(p) => p.high_watermark(),
+                None => match self.meta.manifest(&tp).await {
+                    Ok(m) => m.end_offset,
+                    Err(_) => continue,
+                },
+            };
+            out.push(group::PartitionLag {
+                group,
+                tp,
+                committed: offset,
+                log_end: end,
+                lag: (end - offset).max(0),
+            });
+        }
+        out
+    }
+
     pub fn advertised(&self) -> (String, i32) {
         (
             self.config.advertised_host.clone(),

@@ -371,23 +371,12 @@ impl Coordinator {
             .collect())
     }
 
-    /// Every group's lag per committed partition, given each partition's
-    /// log end offset (`None` for partitions that no longer exist).
-    pub async fn lag(
-        &self,
-        log_end: impl Fn(&TopicPartition) -> Option<i64>,
-    ) -> Result<Vec<PartitionLag>, i16> {
+    /// Every committed offset of every group: (group, partition, offset).
+    pub async fn committed(&self) -> Result<Vec<(String, TopicPartition, i64)>, i16> {
         let mut out = Vec::new();
         for (group, _, _) in self.list().await? {
             for (tp, o) in self.fetch(&group).await? {
-                let Some(end) = log_end(&tp) else { continue };
-                out.push(PartitionLag {
-                    group: group.clone(),
-                    committed: o.offset,
-                    log_end: end,
-                    lag: (end - o.offset).max(0),
-                    tp,
-                });
+                out.push((group.clone(), tp, o.offset));
             }
         }
         Ok(out)
