@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use strata_common::{config, valid_topic_name, TopicPartition};
+use strata_common::{config, valid_topic_name, Clock, SystemClock, TopicPartition};
 
 use crate::state::{Op, State};
 use crate::{
-    CommittedOffset, Freed, MetaError, Metadata, PartitionManifest, Result, SegmentEntry,
-    TopicMeta, WalCommit,
+    BrokerInfo, ClusterView, CommittedOffset, Freed, MetaError, Metadata, PartitionLeader,
+    PartitionManifest, Result, SegmentEntry, TopicMeta, WalCommit,
 };
 
 /// Log entries between snapshots: bounds both replay time and file size.
@@ -27,12 +27,38 @@ struct Inner {
     log_entries: usize,
 }
 
-/// Metadata kept in `dir` (`snapshot.json` + `log.jsonl`).
+/// Metadata kept in `dir` (`snapshot.json` + `log.jsonl`). Broker
+/// sessions are kept in memory only: after a restart brokers register again.
 #[derive(Clone)]
 pub struct EmbeddedMetadata {
     inner: Arc<Mutex<Inner>>,
     cluster_id: String,
+    sessions: Arc<Mutex<Sessions>>,
 }
+
+/// Live brokers and when each session ends.
+struct Sessions {
+    clock: Arc<dyn Clock>,
+    timeout_ms: i64,
+    brokers: BTreeMap<i32, (BrokerInfo, i64)>,
+}
+
+impl Sessions {
+    fn expire(&mut self) {
+        let now = self.clock.now_ms();
+        self.brokers.retain(|id, (_, until)| {
+            let live = *until > now;
+            if !live {
+                tracing::info!(broker = id, "broker session expired");
+            }
+            live
+        });
+    }
+}
+
+/// Kafka's `broker.session.timeout.ms` is 9 s; brokers here heartbeat every
+/// second, so a shorter default moves partitions off a dead broker sooner.
+pub const DEFAULT_SESSION_TIMEOUT_MS: i64 = 6_000;
 
 fn storage<E: std::fmt::Display>(e: E) -> MetaError {
     MetaError::Storage(e.to_string())
@@ -88,7 +114,23 @@ impl EmbeddedMetadata {
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),
             cluster_id,
+            sessions: Arc::new(Mutex::new(Sessions {
+                clock: Arc::new(SystemClock),
+                timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
+                brokers: BTreeMap::new(),
+            })),
         })
+    }
+
+    /// Sets how long a broker stays live without heartbeats, and the clock
+    /// that measures it.
+    pub fn with_sessions(self, timeout_ms: i64, clock: Arc<dyn Clock>) -> Self {
+        {
+            let mut s = self.sessions.lock().unwrap();
+            s.timeout_ms = timeout_ms;
+            s.clock = clock;
+        }
+        self
     }
 
     /// Runs `f` with the state locked, off the async runtime (it fsyncs).
@@ -314,6 +356,61 @@ impl Metadata for EmbeddedMetadata {
             Ok(id)
         })
         .await
+    }
+
+    async fn register_broker(&self, broker: BrokerInfo) -> Result<()> {
+        let mut s = self.sessions.lock().unwrap();
+        let until = s.clock.now_ms() + s.timeout_ms;
+        tracing::info!(broker = broker.id, host = %broker.host, port = broker.port, "broker registered");
+        s.brokers.insert(broker.id, (broker, until));
+        Ok(())
+    }
+
+    async fn heartbeat_broker(&self, id: i32) -> Result<()> {
+        let mut s = self.sessions.lock().unwrap();
+        s.expire();
+        let until = s.clock.now_ms() + s.timeout_ms;
+        match s.brokers.get_mut(&id) {
+            Some(entry) => {
+                entry.1 = until;
+                Ok(())
+            }
+            None => Err(MetaError::UnknownBroker(id)),
+        }
+    }
+
+    async fn cluster(&self) -> Result<ClusterView> {
+        let brokers = {
+            let mut s = self.sessions.lock().unwrap();
+            s.expire();
+            s.brokers.values().map(|(b, _)| b.clone()).collect()
+        };
+        let leaders = self
+            .with(|inner| {
+                Ok(inner
+                    .state
+                    .topics
+                    .values()
+                    .flat_map(|t| {
+                        (0..t.partitions).map(|p| TopicPartition::new(t.name.as_str(), p))
+                    })
+                    .filter_map(|tp| {
+                        let m = inner.state.manifest(&tp).ok()?;
+                        Some(PartitionLeader {
+                            leader: m.leader,
+                            epoch: m.leader_epoch,
+                            tp,
+                        })
+                    })
+                    .collect())
+            })
+            .await?;
+        Ok(ClusterView { brokers, leaders })
+    }
+
+    async fn assignment_leader(&self, _replica: &str) -> Result<bool> {
+        // One process owns the embedded file, so it always assigns.
+        Ok(true)
     }
 
     async fn commit_offsets(

@@ -36,6 +36,44 @@ pub struct SegmentEntry {
     pub key: String,
     pub size_bytes: u64,
     pub max_timestamp: i64,
+    /// Idempotent producers' state as of `last_offset`; `None` for segments
+    /// sealed before this state was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producers: Option<ProducerSnapshot>,
+}
+
+/// What a partition knows of its idempotent producers at one offset, kept
+/// with each sealed segment so a new leader can rebuild the state without
+/// reading sealed records, and so retries across a restart are caught.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerSnapshot {
+    /// False once any producer's state was dropped (expired, or lost with
+    /// snapshot-less segments): an unknown producer may then be a forgotten one.
+    pub complete: bool,
+    pub producers: Vec<ProducerEntry>,
+}
+
+/// One producer id's state on one partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerEntry {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// Broker time of its last append, for producer.id.expiration.ms.
+    pub last_seen_ms: i64,
+    /// Its last appended batches, oldest first (at most five).
+    pub batches: Vec<ProducerBatch>,
+}
+
+/// Where one producer batch landed, to recognise a retry of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerBatch {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The batch's max timestamp as stored (the append time on
+    /// LogAppendTime topics), answered again to a retry.
+    pub timestamp: i64,
 }
 
 /// Bytes `[start, end)` of WAL object `key` hold this partition's batches
@@ -88,6 +126,31 @@ pub struct Freed {
     pub wal_keys: Vec<String>,
 }
 
+/// A broker as clients reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+}
+
+/// One partition's leader and epoch as last assigned (-1: none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionLeader {
+    pub tp: TopicPartition,
+    pub leader: i32,
+    pub epoch: i32,
+}
+
+/// Live brokers and every partition's leader: what a broker needs to answer
+/// Metadata and to know which partitions it should serve.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    /// Sorted by id.
+    pub brokers: Vec<BrokerInfo>,
+    pub leaders: Vec<PartitionLeader>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
     #[error("topic {0} already exists")]
@@ -114,6 +177,9 @@ pub enum MetaError {
     InvalidOffset(i64),
     #[error("metadata storage failed: {0}")]
     Storage(String),
+    /// The broker's session expired (or the service restarted): register again.
+    #[error("unknown broker {0}")]
+    UnknownBroker(i32),
 }
 
 impl MetaError {
@@ -198,4 +264,15 @@ pub trait Metadata: Send + Sync + 'static {
         group: &str,
         partitions: Option<Vec<TopicPartition>>,
     ) -> Result<()>;
+
+    /// Registers (or re-registers) a broker and starts its session, which
+    /// lasts the backend's session timeout unless heartbeats extend it.
+    async fn register_broker(&self, broker: BrokerInfo) -> Result<()>;
+    /// Extends a broker's session; `UnknownBroker` once it has expired.
+    async fn heartbeat_broker(&self, id: i32) -> Result<()>;
+    /// Live brokers and every partition's current leader.
+    async fn cluster(&self) -> Result<ClusterView>;
+    /// True while the replica named `replica` should run the assignment
+    /// loop; with several replicas on one backend, one at a time is.
+    async fn assignment_leader(&self, replica: &str) -> Result<bool>;
 }
