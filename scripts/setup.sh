@@ -4,11 +4,13 @@
 # run takes seconds.
 #
 #   apt:    kcat, build tools and headers for native crates (librdkafka, openssl, zlib),
-#           a JDK 17 and Maven for tests/java
+#           a JDK 17 and Maven for tests/java, etcd (etcd-server) for cluster tests
 #   pip:    the pinned packages in tests/python/requirements.txt (clients, pyarrow,
 #           duckdb, moto's S3 server, boto3, pytest)
 #   cargo:  s3s-fs 0.14.1, the S3-protocol server the end-to-end tests run against
 #   maven:  tests/java's dependencies, fetched ahead of the test run
+#   npm:    tests/js's locked packages (KafkaJS), `npm ci` into tests/js/node_modules;
+#           Node.js and npm themselves from apt when the machine has none
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,6 +30,7 @@ APT_PACKAGES=(
   build-essential pkg-config cmake  # native builds (librdkafka inside rdkafka-sys, ring)
   libssl-dev zlib1g-dev librdkafka-dev
   openjdk-17-jdk-headless maven     # tests/java
+  etcd-server               # `etcd` for the metadata service's etcd backend (deploy/local-cluster.sh)
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -101,6 +104,43 @@ else
   log "maven: fetching tests/java dependencies (kafka $KAFKA_VERSION)"
   # (surefire's JUnit provider still comes on the first `mvn test`)
   mvn -q -B -ntp -f tests/java/pom.xml dependency:go-offline
+fi
+
+# --- Node.js and tests/js's npm packages ---------------------------------------------------
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  # (a machine with a Node.js from elsewhere keeps it: Debian's npm would conflict with it)
+  log "apt: installing nodejs npm"
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+npm_ok() {
+  # every package of tests/js/package-lock.json installed at its locked version
+  node - "$REPO_ROOT/tests/js" <<'JS'
+const fs = require('fs');
+const path = require('path');
+const dir = process.argv[2];
+const lock = JSON.parse(fs.readFileSync(path.join(dir, 'package-lock.json'), 'utf8'));
+let ok = true;
+for (const [where, pkg] of Object.entries(lock.packages || {})) {
+  if (!where) continue;
+  let have = null;
+  try {
+    have = JSON.parse(fs.readFileSync(path.join(dir, where, 'package.json'), 'utf8')).version;
+  } catch (e) { /* missing */ }
+  if (have !== pkg.version) {
+    console.log(`[setup] npm: ${where} is ${have}, want ${pkg.version}`);
+    ok = false;
+  }
+}
+process.exit(ok ? 0 : 1);
+JS
+}
+if npm_ok; then
+  log "npm: tests/js packages present"
+else
+  log "npm: npm ci in tests/js"
+  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+  npm_ok
 fi
 
 log "done"

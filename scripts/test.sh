@@ -5,13 +5,16 @@
 #   3. cargo test --release      unit, conformance and Rust end-to-end tests
 #   4. pytest tests/python       end-to-end through kcat, confluent-kafka, kafka-python,
 #                                s3s-fs and moto, pyarrow/DuckDB on sealed segments
-#   5. mvn test (tests/java)     the Java client and Kafka's TopicCommand
+#   5. mvn test (tests/java)     the Java client, consumer groups, Kafka's TopicCommand and
+#                                ConsumerGroupCommand
+#   6. node --test tests/js      KafkaJS producers, consumer groups and admin
 # Stops at the first failing step. Logs of each step go to target/test-logs/.
 #
 # Environment:
 #   STRATA_SKIP_SETUP=1      skip step 1
 #   STRATA_PYTEST_ARGS="..." extra pytest arguments (e.g. "-k 'not million'")
-#   STRATA_ONLY="build python"  run only the named steps (setup build rust python java)
+#   STRATA_NODE_TEST_ARGS="..." extra `node --test` arguments (e.g. "--test-name-pattern=admin")
+#   STRATA_ONLY="build python"  run only the named steps (setup build rust python java js)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -94,6 +97,15 @@ count_java() {
   s=$(sed -E 's/.*Skipped: ([0-9]+).*/\1/' <<<"$line")
   add_counts "$((run - f - e - s))" "$((f + e))" "$s"
 }
+js_total() { # js_total WORD LOG: the last "ℹ WORD N" (spec reporter) or "# WORD N" (tap)
+  { grep -E "^(ℹ|#) $1 [0-9]+\$" "$2" || true; } | tail -1 | grep -oE '[0-9]+$' || echo 0
+}
+count_js() {
+  local p f c s t
+  p=$(js_total pass "$1"); f=$(js_total fail "$1"); c=$(js_total cancelled "$1")
+  s=$(js_total skipped "$1"); t=$(js_total todo "$1")
+  add_counts "$p" "$((f + c))" "$((s + t))"
+}
 add_counts() {
   PASSED=$((PASSED + $1)); FAILED=$((FAILED + $2)); SKIPPED=$((SKIPPED + $3))
   COUNTED=" - $1 passed, $2 failed, $3 skipped"
@@ -114,6 +126,10 @@ if wanted python; then
 fi
 if wanted java; then
   run_step java 15 mvn -B -ntp -Dstyle.color=never -f tests/java/pom.xml test
+fi
+if wanted js; then
+  # shellcheck disable=SC2086
+  run_step js 10 node --test --test-reporter=spec ${STRATA_NODE_TEST_ARGS:-} tests/js/*.test.js
 fi
 
 summary

@@ -6,6 +6,7 @@ pub mod api;
 mod codes;
 mod conn;
 pub mod group;
+pub mod membership;
 mod server;
 
 use std::net::SocketAddr;
@@ -15,6 +16,10 @@ use strata_log::LogManager;
 use strata_meta::Metadata;
 
 pub use server::serve;
+
+/// How long CreateTopics (and auto-creation) waits for the new partitions
+/// to get leaders before answering.
+pub const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Listener-level settings, named after Kafka's broker configs.
 #[derive(Clone, Debug)]
@@ -33,6 +38,12 @@ pub struct BrokerConfig {
     /// `group.initial.rebalance.delay.ms`: how long a new group waits for
     /// more members before its first rebalance.
     pub group_initial_rebalance_delay_ms: i64,
+    /// How often the broker heartbeats to the metadata service and syncs
+    /// the partitions it leads (Kafka's broker.heartbeat.interval.ms).
+    pub heartbeat_interval_ms: u64,
+    /// Without a successful heartbeat for this long, the broker stops
+    /// serving its partitions: the service has moved them.
+    pub session_timeout_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -46,6 +57,8 @@ impl Default for BrokerConfig {
             auto_create_topics: true,
             default_partitions: 1,
             group_initial_rebalance_delay_ms: 3_000,
+            heartbeat_interval_ms: 1_000,
+            session_timeout_ms: 6_000,
         }
     }
 }
@@ -56,6 +69,7 @@ pub struct Broker {
     pub log: LogManager,
     pub meta: Arc<dyn Metadata>,
     pub groups: Arc<group::Coordinator>,
+    pub membership: membership::Membership,
 }
 
 impl Broker {
@@ -71,6 +85,7 @@ impl Broker {
             log,
             meta,
             groups,
+            membership: membership::Membership::default(),
         })
     }
 
@@ -98,6 +113,66 @@ impl Broker {
             });
         }
         out
+    }
+
+    /// Live brokers as the last sync saw them; before the first sync, this
+    /// one alone.
+    pub fn live_brokers(&self) -> Vec<strata_meta::BrokerInfo> {
+        let view = self.membership.view();
+        if view.brokers.is_empty() {
+            let (host, port) = self.advertised();
+            return vec![strata_meta::BrokerInfo {
+                id: self.config.node_id,
+                host,
+                port,
+            }];
+        }
+        view.brokers.clone()
+    }
+
+    /// A partition's live leader and epoch. A partition open here answers
+    /// for itself even before the view catches up.
+    pub async fn leader_of(&self, tp: &strata_common::TopicPartition) -> Option<(i32, i32)> {
+        if let Some(p) = self.log.partition(tp).await {
+            return Some((self.config.node_id, p.epoch()));
+        }
+        self.membership
+            .leader(tp)
+            .filter(|(id, _)| *id != self.config.node_id)
+    }
+
+    /// The broker that coordinates `group`: a stable hash of the group id
+    /// over the live brokers sorted by id, so every broker agrees without
+    /// asking, and a group moves only when the set of brokers changes.
+    pub fn coordinator_for(&self, group: &str) -> strata_meta::BrokerInfo {
+        let brokers = self.live_brokers();
+        // FNV-1a: stable across processes and releases, unlike std's hasher.
+        let hash = group.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        });
+        brokers[(hash % brokers.len() as u64) as usize].clone()
+    }
+
+    pub fn is_coordinator(&self, group: &str) -> bool {
+        self.coordinator_for(group).id == self.config.node_id
+    }
+
+    /// The Kafka error for a failed log operation on `tp`: a partition that
+    /// exists but is led elsewhere is NOT_LEADER_OR_FOLLOWER, so clients
+    /// refresh metadata and follow it.
+    pub fn log_error_code(
+        &self,
+        tp: &strata_common::TopicPartition,
+        e: &strata_log::LogError,
+    ) -> i16 {
+        match e {
+            strata_log::LogError::UnknownPartition(_)
+                if self.membership.view().leaders.iter().any(|p| p.tp == *tp) =>
+            {
+                codes::NOT_LEADER_OR_FOLLOWER
+            }
+            _ => codes::log_error(e),
+        }
     }
 
     pub fn advertised(&self) -> (String, i32) {

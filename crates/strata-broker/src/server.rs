@@ -15,6 +15,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancell
     let permits = Arc::new(Semaphore::new(broker.config.max_connections));
     let mut conns = JoinSet::new();
     let coordinator = tokio::spawn(broker.groups.clone().run(shutdown.clone()));
+    let membership = tokio::spawn(crate::membership::run(broker.clone(), shutdown.clone()));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -51,4 +52,5 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancell
         conns.abort_all();
     }
     let _ = coordinator.await;
+    let _ = membership.await;
 }

@@ -22,6 +22,19 @@ pub enum LogError {
     Meta(#[from] strata_meta::MetaError),
     #[error("shutting down")]
     Shutdown,
+    #[error("producer {producer_id} epoch {epoch} is older than its current epoch {current}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
+    #[error("producer {producer_id} epoch {epoch} sent sequence {got}, expected {expected}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        epoch: i16,
+        expected: i32,
+        got: i32,
+    },
 }
 
 impl LogError {

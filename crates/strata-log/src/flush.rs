@@ -35,8 +35,13 @@ pub(crate) fn wal_key(broker: i32, boot: &str, seq: u64) -> String {
     format!("wal/{broker}/{boot}-{seq:012}")
 }
 
-/// Splits a WAL range's bytes back into the batches it holds.
-pub(crate) fn batches_of(range: &WalRange, data: Bytes) -> Result<Vec<MemBatch>, crate::LogError> {
+/// Splits a WAL range's bytes back into the batches it holds, read back at
+/// `now_ms`.
+pub(crate) fn batches_of(
+    range: &WalRange,
+    data: Bytes,
+    now_ms: i64,
+) -> Result<Vec<MemBatch>, crate::LogError> {
     let mut out = Vec::new();
     for r in strata_format::batch::split_batches(&data)? {
         let h = strata_format::batch::parse_header(&data[r.clone()])?;
@@ -44,6 +49,7 @@ pub(crate) fn batches_of(range: &WalRange, data: Bytes) -> Result<Vec<MemBatch>,
             base: h.base_offset,
             last: h.last_offset(),
             max_ts: h.max_timestamp,
+            append_ms: now_ms,
             data: data.slice(r),
         });
     }

@@ -6,9 +6,14 @@ mod error;
 mod flush;
 mod manager;
 mod partition;
+mod producers;
 mod reader;
 mod seal;
+
+#[cfg(test)]
+mod idempotence_tests;
 
 pub use error::LogError;
 pub use manager::{LogConfig, LogManager, ReadResult};
 pub use partition::{AppendResult, Partition};
+pub use producers::{BatchIds, ProducerState, Verdict};

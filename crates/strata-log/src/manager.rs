@@ -40,6 +40,9 @@ pub struct LogConfig {
     pub retention_check_ms: u64,
     pub row_group_rows: usize,
     pub multipart_part_bytes: usize,
+    /// Kafka's producer.id.expiration.ms: an idempotent producer idle this
+    /// long is forgotten (its retries are then no longer recognised).
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -57,6 +60,7 @@ impl Default for LogConfig {
             retention_check_ms: 5_000,
             row_group_rows: 8192,
             multipart_part_bytes: 16 << 20,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }
@@ -87,12 +91,13 @@ pub(crate) struct Inner {
 /// Handle to the log of one broker. Cheap to clone.
 #[derive(Clone)]
 pub struct LogManager {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl LogManager {
-    /// Opens every partition of every topic, taking leadership under a new
-    /// epoch and rebuilding the unsealed tail from the WAL objects.
+    /// Opens the log with no partitions: they are taken as the metadata
+    /// service assigns them ([`LogManager::take_partition`]) or, in a
+    /// process without an assigner, with [`LogManager::open_topic`].
     pub async fn open(
         config: LogConfig,
         store: Arc<dyn ObjectStore>,
@@ -124,9 +129,6 @@ impl LogManager {
             seq: AtomicU64::new(0),
         });
         let this = Self { inner };
-        for t in this.inner.meta.topics().await? {
-            this.open_topic(&t).await?;
-        }
         this.collect_wal_garbage().await;
         Ok(this)
     }
@@ -135,10 +137,20 @@ impl LogManager {
     /// by a crash between a WAL PUT and its commit, or by a seal whose
     /// deletes failed. Runs at open, before this broker writes new ones.
     async fn collect_wal_garbage(&self) {
+        // Every partition counts, not only those led here: after a failover
+        // another broker's partitions may still be served from our objects.
         let mut live = std::collections::HashSet::new();
-        for p in self.inner.partitions.read().await.values() {
-            if let Ok(m) = self.inner.meta.manifest(&p.tp).await {
-                live.extend(m.wal.into_iter().map(|w| w.key));
+        let Ok(topics) = self.inner.meta.topics().await else {
+            return;
+        };
+        for t in topics {
+            for p in 0..t.partitions {
+                let tp = TopicPartition::new(t.name.as_str(), p);
+                match self.inner.meta.manifest(&tp).await {
+                    Ok(m) => live.extend(m.wal.into_iter().map(|w| w.key)),
+                    // Unsure what is referenced: keep everything.
+                    Err(_) => return,
+                }
             }
         }
         let prefix = Path::from(format!("wal/{}", self.inner.config.broker_id));
@@ -200,9 +212,11 @@ impl LogManager {
             .ok_or_else(|| LogError::UnknownPartition(tp.to_string()))
     }
 
-    /// Takes leadership of the topic's partitions not yet open here.
+    /// Takes leadership of the topic's partitions not yet open here, each
+    /// under a new epoch. A single process without an assigner uses this;
+    /// brokers in a cluster take what the assigner gave them instead
+    /// ([`LogManager::take_partition`]).
     pub async fn open_topic(&self, topic: &TopicMeta) -> Result<(), LogError> {
-        let config = TopicConfig::from_overrides(&topic.configs);
         for p in 0..topic.partitions {
             let tp = TopicPartition::new(topic.name.as_str(), p);
             if self.inner.partitions.read().await.contains_key(&tp) {
@@ -213,36 +227,90 @@ impl LogManager {
                 .meta
                 .acquire_partition(&tp, self.inner.config.broker_id)
                 .await?;
-            let mut mem: Vec<MemBatch> = Vec::new();
-            let loads = manifest.wal.iter().cloned().map(|r| {
-                let store = self.inner.store.clone();
-                async move {
-                    let data = store
-                        .get_range(&Path::from(r.key.as_str()), r.start..r.end)
-                        .await?;
-                    crate::flush::batches_of(&r, data)
-                }
-            });
-            let mut loads = futures::stream::iter(loads).buffered(16);
-            while let Some(batches) = loads.next().await {
-                mem.extend(batches?);
-            }
-            tracing::info!(%tp, epoch = manifest.leader_epoch, end = manifest.end_offset,
-                segments = manifest.segments.len(), wal_ranges = manifest.wal.len(), "partition opened");
-            let part = Partition::new(
-                tp.clone(),
-                topic.id,
-                config.clone(),
-                &manifest,
-                mem,
-                self.inner.clock.now_ms(),
-            );
-            self.inner
-                .partitions
-                .write()
-                .await
-                .insert(tp, Arc::new(part));
+            self.open_partition(topic, tp, manifest).await?;
         }
+        Ok(())
+    }
+
+    /// Starts serving a partition the metadata service assigned to this
+    /// broker at `epoch`; `false` when the manifest shows a newer
+    /// assignment (the next sync will catch up).
+    pub async fn take_partition(
+        &self,
+        topic: &TopicMeta,
+        partition: i32,
+        epoch: i32,
+    ) -> Result<bool, LogError> {
+        let tp = TopicPartition::new(topic.name.as_str(), partition);
+        if self.inner.partitions.read().await.contains_key(&tp) {
+            return Ok(true);
+        }
+        let manifest = self.inner.meta.manifest(&tp).await?;
+        if manifest.leader != self.inner.config.broker_id || manifest.leader_epoch != epoch {
+            return Ok(false);
+        }
+        self.open_partition(topic, tp, manifest).await?;
+        Ok(true)
+    }
+
+    /// Stops serving a partition (it moved to another broker): appends and
+    /// durability waits on it fail with NOT_LEADER from now on.
+    pub async fn release_partition(&self, tp: &TopicPartition) {
+        if let Some(p) = self.inner.partitions.write().await.remove(tp) {
+            p.close();
+            self.inner.hw_changed.notify_waiters();
+        }
+    }
+
+    /// Partitions served here, with the epoch each was taken at.
+    pub async fn held(&self) -> Vec<(TopicPartition, i32)> {
+        self.inner
+            .partitions
+            .read()
+            .await
+            .iter()
+            .map(|(tp, p)| (tp.clone(), p.epoch()))
+            .collect()
+    }
+
+    /// Rebuilds a partition's unsealed tail from its WAL ranges and serves it.
+    async fn open_partition(
+        &self,
+        topic: &TopicMeta,
+        tp: TopicPartition,
+        manifest: strata_meta::PartitionManifest,
+    ) -> Result<(), LogError> {
+        let config = TopicConfig::from_overrides(&topic.configs);
+        let mut mem: Vec<MemBatch> = Vec::new();
+        let now = self.inner.clock.now_ms();
+        let loads = manifest.wal.iter().cloned().map(|r| {
+            let store = self.inner.store.clone();
+            async move {
+                let data = store
+                    .get_range(&Path::from(r.key.as_str()), r.start..r.end)
+                    .await?;
+                crate::flush::batches_of(&r, data, now)
+            }
+        });
+        let mut loads = futures::stream::iter(loads).buffered(16);
+        while let Some(batches) = loads.next().await {
+            mem.extend(batches?);
+        }
+        tracing::info!(%tp, epoch = manifest.leader_epoch, end = manifest.end_offset,
+            segments = manifest.segments.len(), wal_ranges = manifest.wal.len(), "partition opened");
+        let part = Partition::new(
+            tp.clone(),
+            topic.id,
+            config.clone(),
+            &manifest,
+            mem,
+            self.inner.clock.now_ms(),
+        );
+        self.inner
+            .partitions
+            .write()
+            .await
+            .insert(tp, Arc::new(part));
         Ok(())
     }
 

@@ -1,5 +1,6 @@
-//! One partition led by this broker: assigns offsets, holds the unsealed
-//! tail in memory, and knows which sealed segments hold older offsets.
+//! One partition led by this broker: assigns offsets (writing a retried
+//! idempotent batch only once), holds the unsealed tail in memory, and
+//! knows which sealed segments hold older offsets.
 //!
 //! All state sits behind one short-held mutex; nothing awaits while holding
 //! it. The high watermark is published on a watch channel so acks=all
@@ -12,9 +13,10 @@ use bytes::{Bytes, BytesMut};
 use strata_common::config::TopicConfig;
 use strata_common::TopicPartition;
 use strata_format::batch::{set_base_offset, set_partition_leader_epoch, split_batches};
-use strata_meta::{PartitionManifest, SegmentEntry};
+use strata_meta::{PartitionManifest, ProducerBatch, SegmentEntry};
 use tokio::sync::watch;
 
+use crate::producers::{BatchIds, ProducerState, Verdict};
 use crate::LogError;
 
 /// Batches as they arrived, with their assigned offsets.
@@ -23,6 +25,9 @@ pub(crate) struct MemBatch {
     pub base: i64,
     pub last: i64,
     pub max_ts: i64,
+    /// Broker time of the append (of the reload, for batches read back
+    /// from the WAL): when its producer was last seen.
+    pub append_ms: i64,
     pub data: Bytes,
 }
 
@@ -41,6 +46,11 @@ pub(crate) struct PState {
     /// When the oldest unsealed batch arrived (for segment.ms).
     pub mem_since_ms: Option<i64>,
     pub segments: Vec<SegmentEntry>,
+    /// Idempotent producers as of `next_offset`.
+    pub producers: ProducerState,
+    /// Idempotent producers as of the last sealed offset: the base the
+    /// next seal's snapshot is built on.
+    pub sealed_producers: ProducerState,
     pub sealing: bool,
     /// Set when leadership was lost or the topic deleted: refuse everything.
     pub closed: bool,
@@ -54,6 +64,9 @@ pub struct AppendResult {
     pub log_append_time: i64,
     pub last_offset: i64,
     pub log_start_offset: i64,
+    /// Some batch was a retry of one already written: its original offsets
+    /// are answered and nothing was written for it.
+    pub duplicate: bool,
 }
 
 pub struct Partition {
@@ -76,9 +89,24 @@ impl Partition {
         topic_id: uuid::Uuid,
         config: TopicConfig,
         manifest: &PartitionManifest,
-        mem: Vec<MemBatch>,
+        mut mem: Vec<MemBatch>,
         now_ms: i64,
     ) -> Self {
+        // WAL ranges are dropped only once a segment covers all of them, so
+        // the first ranges may repeat the end of the last segment; those
+        // batches are read from the segment and must not be sealed again.
+        let sealed_to = manifest.segments.last().map_or(-1, |s| s.last_offset);
+        mem.retain(|b| b.last > sealed_to);
+        let sealed_producers = match manifest.segments.last() {
+            Some(s) => ProducerState::from_snapshot(s.producers.as_ref()),
+            // Without segments, the WAL holds the whole log unless its
+            // start was truncated away.
+            None => ProducerState::new(manifest.log_start_offset == 0),
+        };
+        let mut producers = sealed_producers.clone();
+        for b in &mem {
+            producers.replay_batch(&b.data, b.append_ms);
+        }
         let mem_bytes = mem.iter().map(|b| b.data.len()).sum();
         let mem_since_ms = if mem.is_empty() { None } else { Some(now_ms) };
         let (hw_tx, _) = watch::channel(manifest.end_offset);
@@ -97,6 +125,8 @@ impl Partition {
                 unflushed_bytes: 0,
                 mem_since_ms,
                 segments: manifest.segments.clone(),
+                producers,
+                sealed_producers,
                 sealing: false,
                 closed: false,
             }),
@@ -149,44 +179,89 @@ impl Partition {
                 return Err(LogError::TooLarge { size: r.len(), max });
             }
         }
-        let base_offset = st.next_offset;
-        let epoch = st.epoch;
+        let st = &mut *st;
+        let log_append = st.config.log_append_time;
+        // Every batch is checked before any is kept: a refused batch leaves
+        // nothing behind, and neither do the batches before it.
+        let mut pending = st.producers.pending();
+        let mut planned = Vec::with_capacity(ranges.len());
+        let mut next = st.next_offset;
         for r in ranges {
+            let header = strata_format::batch::parse_header(&records[r.clone()])?;
+            let max_ts = if log_append {
+                now_ms
+            } else {
+                header.max_timestamp
+            };
+            let last = next + header.last_offset_delta as i64;
+            let mut original = None;
+            if let Some(ids) = BatchIds::of(&header) {
+                match pending.check(&ids)? {
+                    Verdict::Duplicate(b) => original = Some(b),
+                    Verdict::Append => {
+                        let batch = ProducerBatch {
+                            first_seq: ids.first_seq,
+                            last_seq: ids.last_seq,
+                            base_offset: next,
+                            last_offset: last,
+                            timestamp: max_ts,
+                        };
+                        pending.record(&ids, batch, now_ms);
+                    }
+                }
+            }
+            if original.is_none() {
+                next = last + 1;
+            }
+            planned.push((r, header.last_offset_delta, max_ts, original));
+        }
+        let changes = pending.into_changes();
+        st.producers.commit(changes);
+
+        let mut first: Option<(i64, i64)> = None;
+        let mut last_offset = -1;
+        let mut duplicate = false;
+        for (r, delta, max_ts, original) in planned {
+            if let Some(b) = original {
+                duplicate = true;
+                first.get_or_insert((b.base_offset, b.timestamp));
+                last_offset = last_offset.max(b.last_offset);
+                continue;
+            }
             let mut buf = BytesMut::from(&records[r]);
-            let header = strata_format::batch::parse_header(&buf)?;
             let base = st.next_offset;
             set_base_offset(&mut buf, base);
-            set_partition_leader_epoch(&mut buf, epoch);
-            let mut max_ts = header.max_timestamp;
-            if st.config.log_append_time {
+            set_partition_leader_epoch(&mut buf, st.epoch);
+            if log_append {
                 strata_format::set_log_append_time(&mut buf, now_ms);
-                max_ts = now_ms;
             }
-            let last = base + header.last_offset_delta as i64;
+            let last = base + delta as i64;
             let b = MemBatch {
                 base,
                 last,
                 max_ts,
+                append_ms: now_ms,
                 data: buf.freeze(),
             };
+            first.get_or_insert((base, max_ts));
+            last_offset = last_offset.max(last);
             st.next_offset = last + 1;
             st.mem_bytes += b.data.len();
             st.unflushed_bytes += b.data.len();
             st.mem.push_back(b.clone());
             st.unflushed.push(b);
         }
-        if st.mem_since_ms.is_none() {
+        if st.mem_since_ms.is_none() && !st.mem.is_empty() {
             st.mem_since_ms = Some(now_ms);
         }
+        let (base_offset, first_ts) = first.unwrap_or((st.next_offset, -1));
         Ok(AppendResult {
             base_offset,
-            log_append_time: if st.config.log_append_time {
-                now_ms
-            } else {
-                -1
-            },
-            last_offset: st.next_offset - 1,
+            // A retry is answered with its original append time, as Kafka does.
+            log_append_time: if log_append { first_ts } else { -1 },
+            last_offset,
             log_start_offset: st.log_start,
+            duplicate,
         })
     }
 

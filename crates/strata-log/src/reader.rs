@@ -288,6 +288,7 @@ mod tests {
             key: key.into(),
             size_bytes: file.len() as u64,
             max_timestamp: 0,
+            producers: None,
         };
         let reader = SegmentReader::new(
             store.clone(),

@@ -10,6 +10,7 @@ use strata_meta::{Freed, SegmentEntry};
 
 use crate::manager::Inner;
 use crate::partition::Partition;
+use crate::producers::ProducerState;
 use crate::LogError;
 
 /// Seals the flushed part of the tail if it reached segment.bytes or is
@@ -18,7 +19,7 @@ use crate::LogError;
 /// `force` seals whatever is flushed regardless of size and age.
 pub(crate) async fn maybe_seal(inner: &Arc<Inner>, part: &Arc<Partition>, force: bool) -> bool {
     let now = inner.clock.now_ms();
-    let (batches, epoch) = {
+    let (batches, epoch, producers) = {
         let mut st = part.lock();
         if st.sealing || st.closed {
             return false;
@@ -43,13 +44,20 @@ pub(crate) async fn maybe_seal(inner: &Arc<Inner>, part: &Arc<Partition>, force:
             .cloned()
             .collect();
         st.sealing = true;
-        (cut, st.epoch)
+        (cut, st.epoch, st.sealed_producers.clone())
     };
-    let result = seal(inner, part, batches, epoch).await;
+    let result = seal(inner, part, batches, epoch, producers).await;
     let mut st = part.lock();
     st.sealing = false;
     match result {
-        Ok(entry) => {
+        Ok((entry, producers)) => {
+            st.sealed_producers = producers;
+            let expired = st
+                .producers
+                .expire(now, inner.config.producer_id_expiration_ms);
+            if expired > 0 {
+                tracing::debug!(tp = %part.tp, expired, "idle producers forgotten");
+            }
             while st.mem.front().is_some_and(|b| b.last <= entry.last_offset) {
                 if let Some(b) = st.mem.pop_front() {
                     st.mem_bytes -= b.data.len();
@@ -76,7 +84,14 @@ async fn seal(
     part: &Arc<Partition>,
     batches: Vec<crate::partition::MemBatch>,
     epoch: i32,
-) -> Result<SegmentEntry, LogError> {
+    mut producers: ProducerState,
+) -> Result<(SegmentEntry, ProducerState), LogError> {
+    // The snapshot holds the state as of the segment's last offset, so a
+    // new leader replays only the WAL ranges after it.
+    for b in &batches {
+        producers.replay_batch(&b.data, b.append_ms);
+    }
+    producers.expire(inner.clock.now_ms(), inner.config.producer_id_expiration_ms);
     let base = batches[0].base;
     let last = batches[batches.len() - 1].last;
     let max_ts = batches.iter().map(|b| b.max_ts).max().unwrap_or(-1);
@@ -113,6 +128,7 @@ async fn seal(
         key: key.clone(),
         size_bytes: size,
         max_timestamp: max_ts,
+        producers: Some(producers.snapshot()),
     };
     let orphans = inner
         .meta
@@ -120,7 +136,7 @@ async fn seal(
         .await?;
     tracing::debug!(tp = %part.tp, key, base, last, bytes = size, "segment sealed");
     delete_keys(inner.store.as_ref(), paths(orphans)).await;
-    Ok(entry)
+    Ok((entry, producers))
 }
 
 /// Deletes objects no manifest references any more; a failure is logged and

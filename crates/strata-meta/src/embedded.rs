@@ -181,7 +181,7 @@ impl Inner {
     }
 }
 
-fn check_configs(configs: &BTreeMap<String, String>) -> Result<()> {
+pub(crate) fn check_configs(configs: &BTreeMap<String, String>) -> Result<()> {
     for (k, v) in configs {
         config::validate(k, v).map_err(|e| MetaError::Storage(e.to_string()))?;
     }

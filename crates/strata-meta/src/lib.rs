@@ -4,10 +4,19 @@
 //!
 //! Object storage holds the records; this service holds everything needed to
 //! find them. Backends sit behind the [`Metadata`] trait; [`embedded`] keeps
-//! a durable local file for a single node.
+//! a durable local file for a single node; [`etcd`] keeps everything in
+//! etcd, so several `strata meta` replicas serve one cluster; [`grpc`] serves
+//! any backend over the network and reaches a remote one through the same
+//! trait.
 
+pub mod assign;
 pub mod embedded;
+pub mod etcd;
+pub mod grpc;
 mod state;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::collections::BTreeMap;
 

@@ -42,7 +42,7 @@ pub enum Op {
     DeleteOffsets(String, Option<Vec<TopicPartition>>),
 }
 
-fn pkey(tp: &TopicPartition) -> String {
+pub(crate) fn pkey(tp: &TopicPartition) -> String {
     format!("{}/{}", tp.topic, tp.partition)
 }
 

@@ -11,3 +11,13 @@ pub mod strata {
         }
     }
 }
+
+/// etcd's key-value message, shared by its KV and watch APIs.
+pub mod mvccpb {
+    tonic::include_proto!("mvccpb");
+}
+
+/// The KV and Lease services of etcd's v3 API, as far as Strata uses them.
+pub mod etcdserverpb {
+    tonic::include_proto!("etcdserverpb");
+}

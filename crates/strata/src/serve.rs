@@ -10,7 +10,6 @@ use serde::Deserialize;
 use strata_broker::{Broker, BrokerConfig};
 use strata_common::SystemClock;
 use strata_log::{LogConfig, LogManager};
-use strata_meta::EmbeddedMetadata;
 use strata_store::{CountingStore, RetryPolicy, RetryingStore, StoreMetrics};
 use tokio_util::sync::CancellationToken;
 
@@ -64,6 +63,15 @@ pub struct ServeArgs {
     /// first rebalance, in ms (Kafka's group.initial.rebalance.delay.ms) [default: 3000].
     #[arg(long, env = "STRATA_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     group_initial_rebalance_delay_ms: Option<i64>,
+    /// The metadata service: `http://HOST:PORT[,http://HOST:PORT...]` (the
+    /// `strata meta` replicas). Without it, the service runs in this
+    /// process over DATA_DIR/meta, for a single node.
+    #[arg(long, env = "STRATA_META")]
+    meta: Option<String>,
+    /// For the in-process metadata service: how long a broker's session
+    /// lasts without heartbeats, in ms (Kafka's broker.session.timeout.ms) [default: 6000].
+    #[arg(long, env = "STRATA_BROKER_SESSION_TIMEOUT_MS")]
+    broker_session_timeout_ms: Option<i64>,
 }
 
 /// The same settings as read from a config file.
@@ -84,6 +92,8 @@ struct FileSettings {
     num_partitions: Option<i32>,
     retention_check_ms: Option<u64>,
     group_initial_rebalance_delay_ms: Option<i64>,
+    meta: Option<String>,
+    broker_session_timeout_ms: Option<i64>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -126,8 +136,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(CountingStore::new(backend, metrics)),
         RetryPolicy::default(),
     ));
-    let meta = Arc::new(
-        EmbeddedMetadata::open(&data_dir.join("meta")).context("opening embedded metadata")?,
+    let session_ms = pick!(broker_session_timeout_ms, 6_000);
+    // Stopped only after the final flush, which still commits through it.
+    let meta_stop = CancellationToken::new();
+    let mut meta_tasks = tokio::task::JoinSet::new();
+    let meta_url = match pick!(meta, String::new()) {
+        url if !url.is_empty() => url,
+        _ => {
+            // Single node: the same gRPC service a cluster runs, bound to
+            // loopback inside this process, so both share one code path.
+            let backend =
+                crate::meta::open_backend("embedded", &data_dir.join("meta"), "", session_ms)
+                    .await?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            meta_tasks =
+                crate::meta::spawn_service(listener, backend, session_ms, meta_stop.clone());
+            format!("http://{addr}")
+        }
+    };
+    let meta: Arc<dyn strata_meta::Metadata> = Arc::new(
+        strata_meta::grpc::RemoteMetadata::connect(&meta_url)
+            .await
+            .with_context(|| format!("connecting to the metadata service at {meta_url}"))?,
     );
     let log = LogManager::open(log_config, store, meta, Arc::new(SystemClock))
         .await
@@ -161,6 +192,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = server.await;
     log.shutdown().await;
     loops.abort_all();
+    meta_stop.cancel();
+    while meta_tasks.join_next().await.is_some() {}
     tracing::info!("stopped");
     Ok(())
 }

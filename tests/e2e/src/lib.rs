@@ -2,6 +2,8 @@
 //! (so a test can inject object store faults underneath it) and talk to it
 //! through librdkafka over a real socket.
 
+pub mod proxy;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ pub struct TestBroker {
     pub faults: FaultHandle,
     pub store: Arc<dyn ObjectStore>,
     pub log: LogManager,
+    pub broker: Arc<Broker>,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<()>,
     loops: tokio::task::JoinSet<()>,
@@ -37,6 +40,16 @@ impl TestBroker {
     }
 
     pub async fn start_with(dir: &Path, config: LogConfig) -> TestBroker {
+        Self::start_advertising(dir, config, None).await
+    }
+
+    /// Starts a broker that gives clients `advertise` as its address (a
+    /// proxy in front of it) instead of the one it listens on.
+    pub async fn start_advertising(
+        dir: &Path,
+        config: LogConfig,
+        advertise: Option<SocketAddr>,
+    ) -> TestBroker {
         let backend = strata_store::open_store("", &dir.join("objects")).expect("local store");
         let (faulty, faults) = FaultyStore::new(backend);
         let policy = RetryPolicy {
@@ -47,23 +60,40 @@ impl TestBroker {
         };
         let store: Arc<dyn ObjectStore> = Arc::new(RetryingStore::new(Arc::new(faulty), policy));
         let meta = Arc::new(EmbeddedMetadata::open(&dir.join("meta")).expect("metadata"));
+        let shutdown = CancellationToken::new();
+        // The in-process metadata service assigns partitions as `strata
+        // serve` does; one broker needs no grace period.
+        tokio::spawn(strata_meta::assign::run_assigner(
+            meta.clone(),
+            "test".into(),
+            Arc::new(SystemClock),
+            0,
+            Duration::from_millis(50),
+            shutdown.clone(),
+        ));
         let log = LogManager::open(config, store.clone(), meta, Arc::new(SystemClock))
             .await
             .expect("open log");
         let loops = log.start();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let advertised = advertise.unwrap_or(addr);
         let broker = Broker::new(
             BrokerConfig {
-                advertised_host: addr.ip().to_string(),
-                advertised_port: addr.port() as i32,
+                advertised_host: advertised.ip().to_string(),
+                advertised_port: advertised.port() as i32,
+                heartbeat_interval_ms: 200,
                 ..BrokerConfig::default()
             },
             log.clone(),
         );
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(strata_broker::serve(listener, broker, shutdown.clone()));
+        let server = tokio::spawn(strata_broker::serve(
+            listener,
+            broker.clone(),
+            shutdown.clone(),
+        ));
         TestBroker {
+            broker,
             addr,
             faults,
             store,

@@ -109,7 +109,7 @@ async fn gather(
                     } else {
                         tracing::warn!(%tp, offset = p.fetch_offset, error = %e, "fetch failed");
                     }
-                    pd.error_code = codes::log_error(&e);
+                    pd.error_code = broker.log_error_code(&tp, &e);
                     errors = true;
                 }
             }

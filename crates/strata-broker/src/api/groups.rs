@@ -37,7 +37,6 @@ pub(crate) async fn find_coordinator(
     req: FindCoordinatorRequest,
 ) -> Reply {
     let v = header.request_api_version;
-    let (host, port) = broker.advertised();
     let keys: Vec<StrBytes> = if v >= 4 {
         req.coordinator_keys
     } else {
@@ -57,9 +56,10 @@ pub(crate) async fn find_coordinator(
                 c.host = s("");
                 c.port = -1;
             } else {
-                c.node_id = BrokerId(broker.config.node_id);
-                c.host = s(host.clone());
-                c.port = port;
+                let b = broker.coordinator_for(&key_of(&c));
+                c.node_id = BrokerId(b.id);
+                c.host = s(b.host);
+                c.port = b.port;
             }
             c
         })
@@ -77,6 +77,10 @@ pub(crate) async fn find_coordinator(
         resp.port = c.port;
     }
     Reply::frame(header, &resp)
+}
+
+fn key_of(c: &Coordinator) -> String {
+    c.key.to_string()
 }
 
 fn join_response(v: i16, o: JoinOutcome) -> JoinGroupResponse {
@@ -115,9 +119,16 @@ pub(crate) async fn join(
 ) -> Reply {
     let v = header.request_api_version;
     let group = req.group_id.0.to_string();
-    if group.is_empty() {
+    let refused = if group.is_empty() {
+        Some(codes::INVALID_GROUP_ID)
+    } else if !broker.is_coordinator(&group) {
+        Some(codes::NOT_COORDINATOR)
+    } else {
+        None
+    };
+    if let Some(error) = refused {
         let o = JoinOutcome {
-            error: codes::INVALID_GROUP_ID,
+            error,
             generation: -1,
             member_id: req.member_id.to_string(),
             ..Default::default()
@@ -175,6 +186,12 @@ pub(crate) async fn sync(
 ) -> Reply {
     let v = header.request_api_version;
     let group = req.group_id.0.to_string();
+    if !broker.is_coordinator(&group) {
+        return Reply::frame(
+            header,
+            &SyncGroupResponse::default().with_error_code(codes::NOT_COORDINATOR),
+        );
+    }
     let instance = if v >= 3 {
         req.group_instance_id.map(|i| i.to_string())
     } else {
@@ -227,6 +244,12 @@ pub(crate) async fn heartbeat(
     } else {
         None
     };
+    if !broker.is_coordinator(&req.group_id.0) {
+        return Reply::frame(
+            header,
+            &HeartbeatResponse::default().with_error_code(codes::NOT_COORDINATOR),
+        );
+    }
     let code = broker.groups.heartbeat(
         &req.group_id.0,
         &req.member_id,
@@ -255,6 +278,12 @@ pub(crate) async fn leave(
     } else {
         vec![(req.member_id.to_string(), None)]
     };
+    if !broker.is_coordinator(&req.group_id.0) {
+        return Reply::frame(
+            header,
+            &LeaveGroupResponse::default().with_error_code(codes::NOT_COORDINATOR),
+        );
+    }
     let codes_out = broker.groups.leave(&req.group_id.0, &members);
     let mut resp = LeaveGroupResponse::default();
     if v >= 3 {
@@ -287,6 +316,9 @@ pub(crate) async fn list(
             let types: Vec<String> = req.types_filter.iter().map(|x| x.to_lowercase()).collect();
             let groups = groups
                 .into_iter()
+                // Each broker lists the groups it coordinates; admin
+                // clients ask every broker, as with Kafka.
+                .filter(|(id, _, _)| broker.is_coordinator(id))
                 .filter(|(_, _, state)| {
                     v < 4 || states.is_empty() || states.contains(&state.to_lowercase())
                 })
@@ -326,6 +358,11 @@ pub(crate) async fn describe(
             } else {
                 i32::MIN
             };
+        }
+        if !broker.is_coordinator(&id.0) {
+            d.error_code = codes::NOT_COORDINATOR;
+            out.push(d);
+            continue;
         }
         match broker.groups.describe(&id.0).await {
             Err(code) => d.error_code = code,
@@ -371,7 +408,11 @@ pub(crate) async fn delete(
     use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
     let mut results = Vec::new();
     for id in req.groups_names {
-        let code = broker.groups.delete(&id.0).await;
+        let code = if broker.is_coordinator(&id.0) {
+            broker.groups.delete(&id.0).await
+        } else {
+            codes::NOT_COORDINATOR
+        };
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(id)

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestH
 use strata_common::TopicPartition;
 
 use super::Reply;
-use crate::{codes, Broker};
+use crate::Broker;
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
@@ -46,7 +46,7 @@ pub(crate) async fn handle(
                 }
                 Err(e) => {
                     tracing::debug!(%tp, error = %e, "list offsets failed");
-                    r.error_code = codes::log_error(&e);
+                    r.error_code = broker.log_error_code(&tp, &e);
                 }
             }
             parts.push(r);

@@ -33,13 +33,21 @@ pub(crate) async fn handle(
     req: MetadataRequest,
 ) -> Reply {
     let v = header.request_api_version;
-    let (host, port) = broker.advertised();
     let node = broker.config.node_id;
+    let brokers = broker
+        .live_brokers()
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port)
+        })
+        .collect();
+    // There is no controller among the brokers; the metadata service plays
+    // that part. Clients only need a live broker here, so name this one.
     let mut resp = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node))
-            .with_host(StrBytes::from_string(host))
-            .with_port(port)])
+        .with_brokers(brokers)
         .with_cluster_id((v >= 2).then(|| StrBytes::from_string(broker.meta.cluster_id())))
         .with_controller_id(BrokerId(if v >= 1 { node } else { -1 }));
     // v0 has no null: an empty list means every topic there.
@@ -127,10 +135,10 @@ async fn lookup(
         },
         Err(e) => return Err((name.to_string(), codes::meta_error(&e))),
     };
-    if let Err(e) = broker.log.open_topic(&created).await {
-        tracing::warn!(topic = name, error = %e, "opening auto-created topic failed");
-        return Err((name.to_string(), codes::log_error(&e)));
-    }
+    broker
+        .membership
+        .await_leaders(&created, crate::LEADER_WAIT)
+        .await;
     Ok(created)
 }
 
@@ -139,26 +147,34 @@ pub(crate) async fn describe_topic(
     t: &TopicMeta,
     v: i16,
 ) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id);
+    // A partition assigned since this broker's last sync has no leader in
+    // its view yet: sync now (briefly) rather than send clients retrying.
+    broker
+        .membership
+        .await_leaders(t, std::time::Duration::from_millis(500))
+        .await;
     let mut parts = Vec::new();
     for p in 0..t.partitions {
         let tp = TopicPartition::new(t.name.as_str(), p);
-        let (code, epoch) = match broker.log.partition(&tp).await {
-            Some(part) => (codes::NONE, part.epoch()),
-            None => (codes::LEADER_NOT_AVAILABLE, -1),
+        let (code, leader, epoch) = match broker.leader_of(&tp).await {
+            Some((leader, epoch)) => (codes::NONE, leader, epoch),
+            None => (codes::LEADER_NOT_AVAILABLE, -1, -1),
+        };
+        // Every broker reads every partition from the shared bucket, but
+        // only the leader serves it; report it as the one replica.
+        let replicas = if leader >= 0 {
+            vec![BrokerId(leader)]
+        } else {
+            vec![]
         };
         parts.push(
             MetadataResponsePartition::default()
                 .with_error_code(code)
                 .with_partition_index(p)
-                .with_leader_id(if code == codes::NONE {
-                    node
-                } else {
-                    BrokerId(-1)
-                })
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(if v >= 7 { epoch } else { -1 })
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node]),
+                .with_replica_nodes(replicas.clone())
+                .with_isr_nodes(replicas),
         );
     }
     MetadataResponseTopic::default()

@@ -58,6 +58,8 @@ pub(crate) async fn commit(
     };
     let mut fenced = if group.is_empty() {
         Err(codes::INVALID_GROUP_ID)
+    } else if !broker.is_coordinator(&group) {
+        Err(codes::NOT_COORDINATOR)
     } else {
         broker.groups.check_commit(
             &group,
@@ -143,6 +145,9 @@ async fn fetch_group(
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
 ) -> Result<Fetched, i16> {
+    if !broker.is_coordinator(group) {
+        return Err(codes::NOT_COORDINATOR);
+    }
     let committed = broker.groups.fetch(group).await?;
     let none = CommittedOffset {
         offset: -1,
@@ -280,7 +285,12 @@ pub(crate) async fn delete(
                 .map(|p| TopicPartition::new(&*t.name.0, p.partition_index))
         })
         .collect();
-    let resp = match broker.groups.delete_offsets(&group.0, wanted).await {
+    let result = if broker.is_coordinator(&group.0) {
+        broker.groups.delete_offsets(&group.0, wanted).await
+    } else {
+        Err(codes::NOT_COORDINATOR)
+    };
+    let resp = match result {
         Err(code) => OffsetDeleteResponse::default().with_error_code(code),
         Ok(done) => {
             let topics = req

@@ -37,6 +37,12 @@ pub(crate) async fn handle(
                 let records = p.records.unwrap_or_default();
                 match broker.log.append(&tp, &records, timeout).await {
                     Ok((part, res)) => {
+                        if res.duplicate {
+                            tracing::debug!(%tp, base = res.base_offset, last = res.last_offset,
+                                "retried batch already written; answering its offsets");
+                        }
+                        // For a retry these are the original batch's offsets,
+                        // and acks=all still waits for them to be durable.
                         r.base_offset = res.base_offset;
                         r.log_append_time_ms = res.log_append_time;
                         if v >= 5 {
@@ -48,7 +54,7 @@ pub(crate) async fn handle(
                     }
                     Err(e) => {
                         tracing::warn!(%tp, error = %e, "produce refused");
-                        r.error_code = codes::log_error(&e);
+                        r.error_code = broker.log_error_code(&tp, &e);
                         if v >= 8 {
                             r.error_message = Some(StrBytes::from_string(e.to_string()));
                         }

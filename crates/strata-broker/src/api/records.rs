@@ -1,5 +1,6 @@
 //! DeleteRecords (moves a partition's log start) and InitProducerId
-//! (allocates producer ids through the metadata service).
+//! (producer ids for idempotent producers, allocated by the metadata
+//! service; transactions are not supported).
 
 use std::sync::Arc;
 
@@ -33,7 +34,7 @@ pub(crate) async fn delete_records(
                 Ok(low) => r.low_watermark = low,
                 Err(e) => {
                     tracing::warn!(%tp, offset = p.offset, error = %e, "delete records failed");
-                    r.error_code = codes::log_error(&e);
+                    r.error_code = broker.log_error_code(&tp, &e);
                 }
             }
             parts.push(r);
@@ -50,21 +51,52 @@ pub(crate) async fn delete_records(
     )
 }
 
+/// Allocates a producer id with epoch 0, or (v3+, KIP-360) bumps the epoch
+/// of the id the producer already has, so it can restart its sequences
+/// after a batch was lost without looking like a new producer.
+///
+/// A transactional id gets UNSUPPORTED_VERSION: Strata has no transaction
+/// coordinator, and this is the error by which Kafka says a broker lacks a
+/// feature. The Java client fails init_transactions with it at once;
+/// librdkafka retries until init_transactions times out, then reports it.
+/// COORDINATOR_NOT_AVAILABLE would promise a coordinator that never comes;
+/// an authorization error would send users to their ACLs.
 pub(crate) async fn init_producer_id(
     broker: &Arc<Broker>,
     header: &RequestHeader,
-    _req: InitProducerIdRequest,
+    req: InitProducerIdRequest,
 ) -> Reply {
+    let refuse = |code| {
+        InitProducerIdResponse::default()
+            .with_error_code(code)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    };
+    if let Some(id) = &req.transactional_id {
+        tracing::warn!(transactional_id = %id.0, "transactional producer refused: transactions are not supported");
+        return Reply::frame(header, &refuse(codes::UNSUPPORTED_VERSION));
+    }
+    let (current, epoch) = (req.producer_id.0, req.producer_epoch);
+    // Kafka gives a fresh id once the epoch would reach i16::MAX, which
+    // stays reserved.
+    if current >= 0 && (0..i16::MAX - 1).contains(&epoch) {
+        tracing::debug!(
+            producer_id = current,
+            epoch = epoch + 1,
+            "producer epoch bumped"
+        );
+        let resp = InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(current))
+            .with_producer_epoch(epoch + 1);
+        return Reply::frame(header, &resp);
+    }
     let resp = match broker.meta.allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),
         Err(e) => {
             tracing::warn!(error = %e, "producer id allocation failed");
-            InitProducerIdResponse::default()
-                .with_error_code(codes::meta_error(&e))
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1)
+            refuse(codes::meta_error(&e))
         }
     };
     Reply::frame(header, &resp)

@@ -78,12 +78,11 @@ pub(crate) async fn create(
                     r.topic_id = meta.id;
                     r.num_partitions = meta.partitions;
                     r.replication_factor = 1;
-                    if let Err(e) = broker.log.open_topic(&meta).await {
-                        r.error_code = codes::log_error(&e);
-                        r.error_message = msg(e.to_string());
-                    } else {
-                        tracing::info!(topic = name, partitions, "created topic");
-                    }
+                    tracing::info!(topic = name, partitions, "created topic");
+                    broker
+                        .membership
+                        .await_leaders(&meta, crate::LEADER_WAIT)
+                        .await;
                 }
                 Err(e) => {
                     r.error_code = codes::meta_error(&e);
@@ -180,10 +179,10 @@ pub(crate) async fn create_partitions(
             Ok(Some(_)) if req.validate_only => {}
             Ok(Some(_)) => match broker.meta.create_partitions(&name, t.count).await {
                 Ok(meta) => {
-                    if let Err(e) = broker.log.open_topic(&meta).await {
-                        r.error_code = codes::log_error(&e);
-                        r.error_message = msg(e.to_string());
-                    }
+                    broker
+                        .membership
+                        .await_leaders(&meta, crate::LEADER_WAIT)
+                        .await;
                 }
                 Err(e) => {
                     r.error_code = codes::meta_error(&e);

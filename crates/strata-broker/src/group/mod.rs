@@ -382,15 +382,22 @@ impl Coordinator {
         Ok(out)
     }
 
-    /// Expires sessions and completes rebalances whose time came; forgets
-    /// groups nobody is in (their offsets stay in the metadata service).
+    /// Expires sessions and completes rebalances whose time came. Empty
+    /// groups stay, so a group that fills again continues its generations
+    /// (a member of an old generation can never pass for a current one).
     pub fn tick(&self) {
         let now = self.now_ms();
-        let mut groups = self.groups.lock().unwrap();
-        for g in groups.values_mut() {
+        for g in self.groups.lock().unwrap().values_mut() {
             g.tick(now);
         }
-        groups.retain(|_, g| !(g.is_empty() && g.state == GroupState::Empty));
+    }
+
+    /// Forgets groups this broker no longer coordinates (the set of brokers
+    /// changed): their members rediscover the coordinator, and the new one
+    /// loads the offsets from the metadata service.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.groups.lock().unwrap().retain(|id, _| keep(id));
+        self.offsets.lock().unwrap().retain(|id, _| keep(id));
     }
 
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {

@@ -91,6 +91,7 @@ async fn sealing_orphans_wal_objects_only_when_unreferenced() {
         key: "s".into(),
         size_bytes: 1,
         max_timestamp: 0,
+        producers: None,
     };
     assert!(m.commit_segment(&p0, 1, seg(4)).await.unwrap().is_empty());
     assert_eq!(
