@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use futures::StreamExt;
 use strata_common::TopicPartition;
 use strata_meta::{BrokerInfo, ClusterView, MetaError, TopicMeta};
 use tokio::sync::{watch, Notify};
@@ -78,8 +79,17 @@ impl Membership {
     }
 }
 
-/// Registers, heartbeats and reconciles until `stop`.
+/// Heartbeats and reconciles until `stop`, as two loops: opening a
+/// partition can take seconds (its WAL tail is read back), and the session
+/// must not lapse meanwhile.
 pub async fn run(broker: Arc<Broker>, stop: CancellationToken) {
+    tokio::join!(
+        heartbeat_loop(broker.clone(), stop.clone()),
+        sync_loop(broker, stop)
+    );
+}
+
+async fn heartbeat_loop(broker: Arc<Broker>, stop: CancellationToken) {
     let (host, port) = broker.advertised();
     let me = BrokerInfo {
         id: broker.config.node_id,
@@ -91,17 +101,54 @@ pub async fn run(broker: Arc<Broker>, stop: CancellationToken) {
     let mut registered = false;
     let mut last_ok = tokio::time::Instant::now();
     loop {
-        match sync_once(&broker, &me, &mut registered).await {
+        match heartbeat(&broker, &me, &mut registered).await {
             Ok(()) => last_ok = tokio::time::Instant::now(),
             Err(e) => {
                 tracing::warn!(error = %e, "metadata service heartbeat failed");
                 // Past its session the service has given our partitions to
                 // others; stop serving them rather than answer from a stale
-                // view (commits would be fenced anyway).
+                // view (their commits would be fenced anyway).
                 if last_ok.elapsed() > session {
                     release_all(&broker).await;
                 }
             }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+async fn heartbeat(
+    broker: &Arc<Broker>,
+    me: &BrokerInfo,
+    registered: &mut bool,
+) -> Result<(), MetaError> {
+    if !*registered {
+        broker.meta.register_broker(me.clone()).await?;
+        *registered = true;
+        broker.membership.nudge.notify_one();
+        return Ok(());
+    }
+    match broker.meta.heartbeat_broker(me.id).await {
+        Err(MetaError::UnknownBroker(_)) => {
+            tracing::info!(broker = me.id, "session expired; registering again");
+            *registered = false;
+            broker.meta.register_broker(me.clone()).await?;
+            *registered = true;
+            broker.membership.nudge.notify_one();
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+async fn sync_loop(broker: Arc<Broker>, stop: CancellationToken) {
+    let every = Duration::from_millis(broker.config.heartbeat_interval_ms);
+    loop {
+        if let Err(e) = sync_once(&broker).await {
+            tracing::warn!(error = %e, "reading the cluster view failed");
         }
         broker.membership.synced.send_modify(|n| *n += 1);
         tokio::select! {
@@ -112,32 +159,17 @@ pub async fn run(broker: Arc<Broker>, stop: CancellationToken) {
     }
 }
 
-async fn sync_once(
-    broker: &Arc<Broker>,
-    me: &BrokerInfo,
-    registered: &mut bool,
-) -> Result<(), MetaError> {
-    if !*registered {
-        broker.meta.register_broker(me.clone()).await?;
-        *registered = true;
-    }
-    match broker.meta.heartbeat_broker(me.id).await {
-        Err(MetaError::UnknownBroker(_)) => {
-            tracing::info!(broker = me.id, "session expired; registering again");
-            *registered = false;
-            broker.meta.register_broker(me.clone()).await?;
-            *registered = true;
-        }
-        other => other?,
-    }
-    let view = broker.meta.cluster().await?;
+async fn sync_once(broker: &Arc<Broker>) -> Result<(), MetaError> {
+    let view = Arc::new(broker.meta.cluster().await?);
+    // Published before reconciling, so Metadata answers name the new
+    // leaders at once (a partition still opening here shows no leader).
+    *broker.membership.view.write().unwrap() = view.clone();
+    broker.groups.retain(|g| broker.is_coordinator(g));
     reconcile(broker, &view).await;
     // Config changes may have been made through another broker.
     for t in broker.meta.topics().await? {
         broker.log.refresh_config(&t).await;
     }
-    *broker.membership.view.write().unwrap() = Arc::new(view);
-    broker.groups.retain(|g| broker.is_coordinator(g));
     Ok(())
 }
 
@@ -158,6 +190,7 @@ async fn reconcile(broker: &Arc<Broker>, view: &ClusterView) {
     }
     let held: HashMap<TopicPartition, i32> = broker.log.held().await.into_iter().collect();
     let mut topics: HashMap<String, Option<TopicMeta>> = HashMap::new();
+    let mut takes = Vec::new();
     for (tp, epoch) in mine {
         if held.contains_key(tp) {
             continue;
@@ -170,13 +203,20 @@ async fn reconcile(broker: &Arc<Broker>, view: &ClusterView) {
                 t
             }
         };
-        let Some(topic) = topic else { continue };
-        match broker.log.take_partition(&topic, tp.partition, epoch).await {
-            Ok(true) => {}
-            Ok(false) => tracing::debug!(%tp, epoch, "assignment already superseded"),
-            Err(e) => tracing::warn!(%tp, epoch, error = %e, "taking partition failed"),
+        if let Some(topic) = topic {
+            takes.push((topic, tp.clone(), epoch));
         }
     }
+    // Several at once: each waits mostly on reads of its WAL tail.
+    futures::stream::iter(takes)
+        .for_each_concurrent(8, |(topic, tp, epoch)| async move {
+            match broker.log.take_partition(&topic, tp.partition, epoch).await {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!(%tp, epoch, "assignment already superseded"),
+                Err(e) => tracing::warn!(%tp, epoch, error = %e, "taking partition failed"),
+            }
+        })
+        .await;
 }
 
 async fn release_all(broker: &Arc<Broker>) {
