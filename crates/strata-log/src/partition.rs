@@ -74,6 +74,9 @@ pub struct Partition {
     pub topic_id: uuid::Uuid,
     pub(crate) state: Mutex<PState>,
     hw_tx: watch::Sender<i64>,
+    /// Wakes durability waiters when the partition is given up, so acks=all
+    /// producers hear NOT_LEADER at once instead of at their timeout.
+    closed_notify: tokio::sync::Notify,
 }
 
 /// What a read found: batches from memory, or the segment to read them from.
@@ -131,6 +134,7 @@ impl Partition {
                 closed: false,
             }),
             hw_tx,
+            closed_notify: tokio::sync::Notify::new(),
         }
     }
 
@@ -272,19 +276,27 @@ impl Partition {
         timeout: std::time::Duration,
     ) -> Result<(), LogError> {
         let mut rx = self.hw_tx.subscribe();
-        let outcome = tokio::time::timeout(timeout, async {
-            rx.wait_for(|hw| *hw > offset).await.is_ok()
-        })
-        .await;
-        match outcome {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(LogError::Shutdown),
-            Err(_) => {
-                if self.lock().closed {
-                    Err(LogError::NotLeader(self.tp.clone()))
-                } else {
-                    Err(LogError::Timeout)
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Registered before the checks, so a close in between still wakes us.
+            let closed = self.closed_notify.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            // Committed before the partition was given up still counts.
+            if *rx.borrow_and_update() > offset {
+                return Ok(());
+            }
+            if self.lock().closed {
+                return Err(LogError::NotLeader(self.tp.clone()));
+            }
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return Err(LogError::Shutdown);
+                    }
                 }
+                _ = &mut closed => {}
+                _ = tokio::time::sleep_until(deadline) => return Err(LogError::Timeout),
             }
         }
     }
@@ -313,6 +325,7 @@ impl Partition {
 
     pub(crate) fn close(&self) {
         self.lock().closed = true;
+        self.closed_notify.notify_waiters();
     }
 
     /// Finds where `offset` lives, up to the high watermark.
