@@ -30,7 +30,7 @@ APT_PACKAGES=(
   build-essential pkg-config cmake  # native builds (librdkafka inside rdkafka-sys, ring)
   libssl-dev zlib1g-dev librdkafka-dev
   openjdk-17-jdk-headless maven     # tests/java
-  etcd-server               # `etcd` for the metadata service's etcd backend (deploy/local-cluster.sh)
+  etcd-server               # `etcd` for the metadata service's etcd backend (deploy/local-cluster.sh, strata-meta tests/etcd.rs)
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

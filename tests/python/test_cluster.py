@@ -88,9 +88,9 @@ def _free(port: int) -> bool:
         s.close()
 
 
-@pytest.fixture
+@pytest.fixture(params=[("embedded", 1), ("etcd", 2)], ids=["embedded", "etcd"])
 def cluster(tmp_path, request):
-    backend, metas = getattr(request, "param", ("embedded", 1))
+    backend, metas = request.param
     c = Cluster(tmp_path, backend, metas).start()
     yield c
     if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
@@ -321,3 +321,24 @@ def _coordinator(bootstrap: str, group: str) -> int:
     assert r.i16() == 0, "FindCoordinator failed"
     r.string()
     return r.i32()
+
+
+@pytest.mark.parametrize("cluster", [("etcd", 2)], ids=["etcd"], indirect=True)
+def test_etcd_losing_a_meta_replica_keeps_brokers_producing_and_failing_over(cluster):
+    create_topic(cluster.bootstrap, "audit", PARTITIONS)
+    before = leaders(cluster.bootstrap, "audit")
+    load = Load(cluster.bootstrap, "audit").start()
+    time.sleep(3)
+    cluster.signal("meta-1", signal.SIGKILL)
+    time.sleep(3)
+    # With one replica left, a broker failure is still noticed and handled.
+    victims = [p for p, l in before.items() if l == 1]
+    killed_at = time.monotonic()
+    cluster.signal("broker-1", signal.SIGKILL)
+    time.sleep(SESSION_MS / 1000 + 8)
+    load.finish()
+    resumed = first_ack_after(load, victims, killed_at)
+    assert resumed < SESSION_MS / 1000 + 8, f"broker-1's partitions resumed after {resumed:.1f}s"
+    after = leaders(cluster.bootstrap.split(",")[1], "audit")
+    assert all(after[p] in (2, 3) for p in victims), after
+    check_exactly_once(load, read_all(cluster.bootstrap, "audit"))

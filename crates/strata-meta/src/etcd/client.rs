@@ -73,9 +73,10 @@ impl Client {
     }
 
     /// Runs `f` against the current endpoint, then each other one while the
-    /// failure is one another member may not share. Resending is safe: every
-    /// write the backend makes is a compare-and-swap, so a txn that did apply
-    /// before its answer was lost fails its compares the second time.
+    /// failure is one another member may not share. Resending is safe even
+    /// when the first try may have applied (its answer lost): every write the
+    /// backend makes is a compare-and-swap, so the resend fails its compares
+    /// and the operation re-reads and answers from what it finds.
     async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
     where
         F: Fn(Channel) -> Fut,

@@ -1,5 +1,5 @@
 //! The etcd backend: every piece of metadata is an etcd key (layout in
-//! [`keys`]), so any number of `strata meta` replicas can serve one cluster
+//! `keys.rs`), so any number of `strata meta` replicas can serve one cluster
 //! from the same etcd, and the cluster survives the loss of a machine.
 //!
 //! Semantics are the embedded backend's: the validations and manifest
@@ -9,7 +9,7 @@
 //! each key it read, retried from a fresh read when another replica got
 //! there first. So a commit carrying a stale leader epoch is refused as
 //! exactly as in one process. WAL object references are counted in
-//! `walrefs/` keys; see [`refs`].
+//! `walrefs/` keys (see `refs.rs`).
 
 mod client;
 mod groups;

@@ -156,7 +156,7 @@ async fn drain(meta: &EtcdMetadata, key: &str, freed: &mut Vec<String>) -> Resul
             ));
             let left = parse_count(counter.as_ref())? - n;
             rec.refs.remove(&wal);
-            if left > 1 {
+            if left > 0 {
                 ops.push(txn::put(&ckey, left.to_string()));
             } else {
                 ops.push(txn::delete(&ckey));
