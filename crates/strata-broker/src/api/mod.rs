@@ -228,6 +228,41 @@ mod tests {
     }
 
     #[test]
+    fn every_truncation_of_a_group_request_is_an_error_not_a_panic() {
+        use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+        use kafka_protocol::messages::offset_commit_request::{
+            OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+        };
+        use kafka_protocol::messages::{GroupId, JoinGroupRequest, OffsetCommitRequest, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+        let join = JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_session_timeout_ms(10_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(b"\0\0\0\0\0\x01\0\x01t"))]);
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default().with_committed_offset(5)
+                ])]);
+        for f in [
+            frame_of(ApiKey::JoinGroup, 9, &join),
+            frame_of(ApiKey::JoinGroup, 2, &join),
+            frame_of(ApiKey::OffsetCommit, 9, &commit),
+            frame_of(ApiKey::OffsetCommit, 2, &commit),
+        ] {
+            assert!(parse_request(f.clone()).is_ok());
+            for cut in 0..f.len() {
+                assert!(parse_request(f.slice(..cut)).is_err(), "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
     fn unknown_keys_and_versions_are_refused() {
         let mut b = bytes::BytesMut::new();
         b.put_i16(9999);
