@@ -4,7 +4,7 @@
 //! and holds the latest cluster view that Metadata and FindCoordinator
 //! answers are built from.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -182,17 +182,20 @@ async fn reconcile(broker: &Arc<Broker>, view: &ClusterView) {
         .filter(|p| p.leader == me)
         .map(|p| (&p.tp, p.epoch))
         .collect();
+    // Partitions held at the epoch assigned to us stay; the rest go.
+    let mut kept = HashSet::new();
     for (tp, epoch) in broker.log.held().await {
-        if mine.get(&tp) != Some(&epoch) {
+        if mine.get(&tp) == Some(&epoch) {
+            kept.insert(tp);
+        } else {
             tracing::info!(%tp, epoch, "partition moved away; releasing");
             broker.log.release_partition(&tp).await;
         }
     }
-    let held: HashMap<TopicPartition, i32> = broker.log.held().await.into_iter().collect();
     let mut topics: HashMap<String, Option<TopicMeta>> = HashMap::new();
     let mut takes = Vec::new();
     for (tp, epoch) in mine {
-        if held.contains_key(tp) {
+        if kept.contains(tp) {
             continue;
         }
         let topic = match topics.get(&*tp.topic) {

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use strata_common::{config, valid_topic_name, Clock, SystemClock, TopicPartition};
+use strata_common::{Clock, SystemClock, TopicPartition};
 
-use crate::state::{Op, State};
+use crate::state::{check_configs, check_growth, check_new_topic, Op, State};
 use crate::{
     BrokerInfo, ClusterView, CommittedOffset, Freed, MetaError, Metadata, PartitionLeader,
     PartitionManifest, Result, SegmentEntry, TopicMeta, WalCommit,
@@ -181,13 +181,6 @@ impl Inner {
     }
 }
 
-pub(crate) fn check_configs(configs: &BTreeMap<String, String>) -> Result<()> {
-    for (k, v) in configs {
-        config::validate(k, v).map_err(|e| MetaError::Storage(e.to_string()))?;
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl Metadata for EmbeddedMetadata {
     fn cluster_id(&self) -> String {
@@ -200,15 +193,7 @@ impl Metadata for EmbeddedMetadata {
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<TopicMeta> {
-        if !valid_topic_name(name) {
-            return Err(MetaError::UnknownTopic(name.to_string()));
-        }
-        if partitions < 1 {
-            return Err(MetaError::InvalidPartitions(format!(
-                "{partitions} partitions requested, at least 1 needed"
-            )));
-        }
-        check_configs(&configs)?;
+        check_new_topic(name, partitions, &configs)?;
         let name = name.to_string();
         self.with(move |inner| {
             if inner.state.topics.contains_key(&name) {
@@ -250,13 +235,7 @@ impl Metadata for EmbeddedMetadata {
     async fn create_partitions(&self, name: &str, total: i32) -> Result<TopicMeta> {
         let name = name.to_string();
         self.with(move |inner| {
-            let t = inner.state.topic(&name)?;
-            if total <= t.partitions {
-                return Err(MetaError::InvalidPartitions(format!(
-                    "topic has {} partitions; the new count must be larger, got {total}",
-                    t.partitions
-                )));
-            }
+            check_growth(inner.state.topic(&name)?, total)?;
             inner.commit(Op::SetPartitions(name.clone(), total))?;
             Ok(inner.state.topic(&name)?.clone())
         })

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
-use strata_common::TopicPartition;
+use strata_common::{config, valid_topic_name, TopicPartition};
 
 use crate::{
     CommittedOffset, Freed, MetaError, PartitionManifest, Result, SegmentEntry, TopicMeta,
@@ -40,6 +40,42 @@ pub enum Op {
     ProducerId(i64),
     CommitOffsets(String, Vec<(TopicPartition, CommittedOffset)>),
     DeleteOffsets(String, Option<Vec<TopicPartition>>),
+}
+
+/// Topic config overrides Kafka would accept.
+pub(crate) fn check_configs(configs: &BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in configs {
+        config::validate(k, v).map_err(|e| MetaError::Storage(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// What every backend checks before creating a topic.
+pub(crate) fn check_new_topic(
+    name: &str,
+    partitions: i32,
+    configs: &BTreeMap<String, String>,
+) -> Result<()> {
+    if !valid_topic_name(name) {
+        return Err(MetaError::UnknownTopic(name.to_string()));
+    }
+    if partitions < 1 {
+        return Err(MetaError::InvalidPartitions(format!(
+            "{partitions} partitions requested, at least 1 needed"
+        )));
+    }
+    check_configs(configs)
+}
+
+/// A topic may only grow.
+pub(crate) fn check_growth(t: &TopicMeta, total: i32) -> Result<()> {
+    if total <= t.partitions {
+        return Err(MetaError::InvalidPartitions(format!(
+            "topic has {} partitions; the new count must be larger, got {total}",
+            t.partitions
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn pkey(tp: &TopicPartition) -> String {

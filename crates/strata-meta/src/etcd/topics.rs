@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use strata_common::{valid_topic_name, TopicPartition};
+use strata_common::TopicPartition;
 use strata_proto::etcdserverpb::{Compare, RangeResponse, RequestOp};
 
 use super::{from_json, refs, storage, to_json, txn, Conflicts, EtcdMetadata};
-use crate::embedded::check_configs;
+use crate::state::{check_configs, check_growth, check_new_topic};
 use crate::{MetaError, PartitionManifest, Result, TopicMeta};
 
 /// Where producer ids start, as in the embedded backend.
@@ -62,15 +62,7 @@ pub(super) async fn create(
     partitions: i32,
     configs: BTreeMap<String, String>,
 ) -> Result<TopicMeta> {
-    if !valid_topic_name(name) {
-        return Err(MetaError::UnknownTopic(name.to_string()));
-    }
-    if partitions < 1 {
-        return Err(MetaError::InvalidPartitions(format!(
-            "{partitions} partitions requested, at least 1 needed"
-        )));
-    }
-    check_configs(&configs)?;
+    check_new_topic(name, partitions, &configs)?;
     let t = TopicMeta {
         name: name.to_string(),
         id: uuid::Uuid::new_v4(),
@@ -110,12 +102,7 @@ pub(super) async fn grow(meta: &EtcdMetadata, name: &str, total: i32) -> Result<
         let (mut t, rev) = get(meta, name)
             .await?
             .ok_or_else(|| MetaError::UnknownTopic(name.to_string()))?;
-        if total <= t.partitions {
-            return Err(MetaError::InvalidPartitions(format!(
-                "topic has {} partitions; the new count must be larger, got {total}",
-                t.partitions
-            )));
-        }
+        check_growth(&t, total)?;
         let ahead = fresh_partitions(meta, name, t.partitions..total)?;
         t.partitions = total;
         let last = vec![txn::put(&key, to_json(&t)?)];
