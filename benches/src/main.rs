@@ -1,326 +1,309 @@
-//! Produce/consume benchmark through librdkafka against a fresh `strata
-//! serve` per run: msgs/s, MB/s, produce latency percentiles (acks=1 and
-//! acks=all) and the broker's peak RSS.
+//! Strata's benchmark: the same librdkafka workloads against Strata (S3-protocol server
+//! and local store), Tansu (S3-protocol server and memory), Apache Kafka and a null
+//! sink, one after another in one run, each broker started fresh for each workload.
+//! Prints one table, the target ratios, and writes every row as JSON.
 //!
-//! `cargo run --release -p strata-bench -- --help`
+//! `benches/run.sh` installs what it needs and runs it; `strata-bench --help` for knobs.
 
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod cold;
+mod load;
+mod proxy;
+mod report;
+mod target;
 
-use anyhow::{bail, Context};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::Parser;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientContext, Message, TopicPartitionList};
+
+use load::{ClientSettings, Produced};
+use report::Row;
+use target::{cpu_seconds, peak_rss_mib, Kind, Programs, Running};
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// Path of the strata binary.
-    #[arg(long, default_value = "target/release/strata")]
-    strata: String,
-    /// Workloads as RECORDS:BYTES, comma separated.
+    /// Targets to run, comma separated: strata-s3, strata-local, tansu-s3,
+    /// tansu-memory, kafka, null-sink.
+    #[arg(
+        long,
+        default_value = "strata-s3,strata-local,tansu-s3,tansu-memory,kafka,null-sink"
+    )]
+    targets: String,
+    /// Throughput workloads as RECORDS:BYTES, comma separated (empty for none).
     #[arg(long, default_value = "1000000:100,200000:1024")]
     workloads: String,
-    /// Partition counts to run, comma separated.
+    /// Partition counts, comma separated.
     #[arg(long, default_value = "1,8")]
     partitions: String,
-    /// acks settings to run, comma separated.
+    /// acks settings, comma separated.
     #[arg(long, default_value = "1,all")]
     acks: String,
-    /// Broker's --wal-flush-ms.
+    /// End-to-end latency: records/s produced while a consumer tails (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    latency_rate: u32,
+    /// End-to-end latency: seconds to produce for.
+    #[arg(long, default_value_t = 15)]
+    latency_secs: u32,
+    /// End-to-end latency: the producer's acks.
+    #[arg(long, default_value = "all")]
+    latency_acks: String,
+    /// Cold replay: bytes to write, then read back from the object store after the
+    /// cache is dropped (strata-s3 only; 0 skips it).
+    #[arg(long, default_value_t = 2 << 30)]
+    cold_bytes: u64,
+    /// Kafka's fetch.wait.max.ms for every consumer.
+    #[arg(long, default_value_t = 10)]
+    fetch_wait_max_ms: u32,
+    /// Strata's --wal-flush-ms.
     #[arg(long, default_value_t = 5)]
     wal_flush_ms: u64,
-    /// Write the rows as JSON here too.
+    /// Strata's --cache-memory-bytes.
+    #[arg(long, default_value_t = 256 << 20)]
+    cache_memory_bytes: u64,
+    #[arg(long, default_value = "target/release/strata")]
+    strata: PathBuf,
+    #[arg(long, default_value = "target/release/strata-null-sink")]
+    null_sink: PathBuf,
+    #[arg(long, env = "TANSU_BIN", default_value = "tansu")]
+    tansu: PathBuf,
+    #[arg(long, default_value = "benches/kafka/kafka.sh")]
+    kafka_sh: PathBuf,
+    #[arg(long, env = "S3S_FS_BIN", default_value = "s3s-fs")]
+    s3s_fs: PathBuf,
+    /// Write every row (and the ratios) as JSON here.
     #[arg(long)]
-    json: Option<String>,
+    json: Option<PathBuf>,
 }
 
-struct Latencies(Arc<Mutex<Vec<u32>>>);
+/// Record payloads cut from a pseudo-random pool: a broker that compresses segments
+/// gains nothing a real, varied stream would not give it.
+pub struct Payloads(Vec<u8>);
 
-impl ClientContext for Latencies {}
+impl Payloads {
+    fn new() -> Payloads {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let pool = (0..(16 << 20) + 4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        Payloads(pool)
+    }
 
-impl ProducerContext for Latencies {
-    type DeliveryOpaque = Box<Instant>;
-    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Instant>) {
-        if result.is_ok() {
-            let us = sent.elapsed().as_micros().min(u32::MAX as u128) as u32;
-            self.0.lock().unwrap().push(us);
-        }
+    pub fn get(&self, i: usize, size: usize) -> &[u8] {
+        let at = i.wrapping_mul(7919) % (16 << 20);
+        &self.0[at..at + size]
     }
 }
 
-struct Server {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(bin: &str, flush_ms: u64) -> anyhow::Result<Server> {
-        let dir = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = Command::new(bin)
-            .args([
-                "serve",
-                "--listen",
-                &addr,
-                "--wal-flush-ms",
-                &flush_ms.to_string(),
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .env("STRATA_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {bin}"))?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            if Instant::now() > deadline {
-                bail!("strata did not start listening on {addr}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(Server {
-            child,
-            addr,
-            _dir: dir,
-        })
-    }
-
-    fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-            .unwrap_or(f64::NAN)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx] as f64 / 1000.0
-}
-
-struct Row {
-    records: usize,
-    size: usize,
-    partitions: i32,
-    acks: String,
-    produce_msgs: f64,
-    produce_mb: f64,
-    p50: f64,
-    p99: f64,
-    consume_msgs: f64,
-    consume_mb: f64,
-    rss: f64,
-}
-
-fn run(
-    args: &Args,
-    records: usize,
-    size: usize,
-    partitions: i32,
+fn throughput(
+    kind: Kind,
+    programs: &Programs,
+    payloads: &Payloads,
+    settings: &ClientSettings,
+    (records, size, partitions): (usize, usize, i32),
     acks: &str,
 ) -> anyhow::Result<Row> {
-    let server = Server::start(&args.strata, args.wal_flush_ms)?;
+    let run = Running::start(kind, programs)?;
     let topic = "bench";
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &server.addr)
-        .create()?;
-    let rt = std::thread::spawn({
-        let admin_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-        move || {
-            let opts = AdminOptions::new();
-            futures_block(admin.create_topics(&[admin_topic], &opts))
-        }
-    });
-    for r in rt
-        .join()
-        .map_err(|_| anyhow::anyhow!("admin thread panicked"))??
-    {
-        r.map_err(|(t, e)| anyhow::anyhow!("creating {t}: {e}"))?;
+    load::create_topic(&run.addr, topic, partitions)?;
+    let pid = run.pid();
+    let store_before = run.s3.as_ref().map(|s| s.counts.snapshot());
+    let cpu0 = cpu_seconds(pid);
+    let Produced {
+        secs: produce_secs,
+        latencies_us,
+    } = load::produce(&run.addr, topic, payloads, records, size, partitions, acks)
+        .with_context(|| format!("producing; broker log:\n{}", run.log_tail()))?;
+    let cpu1 = cpu_seconds(pid);
+    let store_mid = run.s3.as_ref().map(|s| s.counts.snapshot());
+    let consume_secs = load::consume(&run.addr, topic, records, size, partitions, settings)
+        .with_context(|| format!("consuming; broker log:\n{}", run.log_tail()))?;
+    let cpu2 = cpu_seconds(pid);
+    let store_after = run.s3.as_ref().map(|s| s.counts.snapshot());
+    let mut row = Row::new(kind, "throughput", records, size, partitions, acks);
+    row.set_produce(produce_secs, &latencies_us);
+    row.set_consume(consume_secs);
+    row.cpu_produce_s = cpu1 - cpu0;
+    row.cpu_consume_s = cpu2 - cpu1;
+    row.peak_rss_mib = peak_rss_mib(pid);
+    if let (Some(a), Some(b), Some(c)) = (store_before, store_mid, store_after) {
+        row.set_store(&b.since(&a), produce_secs, &c.since(&b), consume_secs);
     }
+    if let Some(s3) = &run.s3 {
+        row.store_cpu_s = Some(cpu_seconds(s3.pid()));
+    }
+    Ok(row)
+}
 
-    let lat = Arc::new(Mutex::new(Vec::with_capacity(records)));
-    let producer: BaseProducer<Latencies> = ClientConfig::new()
-        .set("bootstrap.servers", &server.addr)
-        .set("acks", acks)
-        .set("linger.ms", "5")
-        .set("batch.size", "1048576")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .set("queue.buffering.max.messages", "1000000")
-        .set("enable.idempotence", "false")
-        .create_with_context(Latencies(lat.clone()))?;
-    let payload = vec![b'x'; size];
-    let start = Instant::now();
-    for i in 0..records {
-        let p = (i % partitions as usize) as i32;
-        let mut rec =
-            BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(topic, Box::new(Instant::now()))
-                .payload(&payload[..])
-                .partition(p);
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    rec = back;
-                    producer.poll(Duration::from_millis(1));
-                }
-                Err((e, _)) => bail!("produce failed: {e}"),
-            }
-        }
-        if i % 1024 == 0 {
-            producer.poll(Duration::ZERO);
-        }
+fn latency(
+    kind: Kind,
+    programs: &Programs,
+    settings: &ClientSettings,
+    rate: u32,
+    secs: u32,
+    acks: &str,
+) -> anyhow::Result<Row> {
+    let run = Running::start(kind, programs)?;
+    let topic = "latency";
+    load::create_topic(&run.addr, topic, 1)?;
+    let cpu0 = cpu_seconds(run.pid());
+    let store_before = run.s3.as_ref().map(|s| s.counts.snapshot());
+    let paced = load::end_to_end(&run.addr, topic, rate, secs, 100, acks, settings)
+        .with_context(|| format!("end-to-end run; broker log:\n{}", run.log_tail()))?;
+    let mut row = Row::new(kind, "e2e-latency", paced.e2e_us.len(), 100, 1, acks);
+    row.set_e2e(rate, &paced.e2e_us, &paced.ack_us);
+    if let (Some(s3), Some(before)) = (&run.s3, store_before) {
+        let d = s3.counts.snapshot().since(&before);
+        row.set_store(&d, secs as f64 + 1.0, &d, secs as f64 + 1.0);
     }
-    producer.flush(Duration::from_secs(300))?;
-    let produce_secs = start.elapsed().as_secs_f64();
-    let mut l = lat.lock().unwrap().clone();
-    if l.len() != records {
-        bail!("only {} of {records} deliveries succeeded", l.len());
-    }
-    l.sort_unstable();
+    row.cpu_produce_s = cpu_seconds(run.pid()) - cpu0;
+    row.peak_rss_mib = peak_rss_mib(run.pid());
+    Ok(row)
+}
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &server.addr)
-        .set("group.id", "bench")
-        .set("enable.auto.commit", "false")
-        .set("fetch.max.bytes", "52428800")
-        .set("max.partition.fetch.bytes", "10485760")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
+fn cold_replay(
+    programs: &Programs,
+    payloads: &Payloads,
+    settings: &ClientSettings,
+    bytes: u64,
+) -> anyhow::Result<Row> {
+    let size = 1024usize;
+    let records = (bytes / size as u64) as usize;
+    let partitions = 8;
+    let mut run = Running::start(Kind::StrataS3, programs)?;
+    let topic = "cold";
+    load::create_topic(&run.addr, topic, partitions)?;
+    load::produce(&run.addr, topic, payloads, records, size, partitions, "1")?;
+    run.stop()?;
+    let cache = run.dir.path().join("strata").join("cache");
+    if cache.exists() {
+        std::fs::remove_dir_all(&cache)?;
     }
-    consumer.assign(&tpl)?;
-    let mut start = Instant::now();
-    let mut got = 0usize;
-    let deadline = start + Duration::from_secs(600);
-    while got < records {
-        if Instant::now() > deadline {
-            bail!("consumed only {got} of {records}");
-        }
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m?;
-            if m.payload().map(|p| p.len()) != Some(size) {
-                bail!("record of wrong size at offset {}", m.offset());
-            }
-            // Throughput is timed from the first record, as Kafka's
-            // consumer perf test does, so client start-up is not counted.
-            if got == 0 {
-                start = Instant::now();
-            }
-            got += 1;
-        }
-    }
-    let consume_secs = start.elapsed().as_secs_f64();
-    let mb = (records * size) as f64 / 1e6;
-    Ok(Row {
+    run.spawn(programs)?;
+    let s3 = run.s3.as_ref().context("strata-s3 has a store")?;
+    let before = s3.counts.snapshot();
+    let cpu0 = cpu_seconds(run.pid());
+    let secs = load::consume(&run.addr, topic, records, size, partitions, settings)
+        .with_context(|| format!("cold replay; broker log:\n{}", run.log_tail()))?;
+    let cpu1 = cpu_seconds(run.pid());
+    let read = s3.counts.snapshot().since(&before);
+    let raw = cold::raw_get_rate(s3, "strata", bytes)?;
+    let mut row = Row::new(
+        Kind::StrataS3,
+        "cold-replay",
         records,
         size,
         partitions,
-        acks: acks.to_string(),
-        produce_msgs: records as f64 / produce_secs,
-        produce_mb: mb / produce_secs,
-        p50: percentile(&l, 0.50),
-        p99: percentile(&l, 0.99),
-        consume_msgs: records as f64 / consume_secs,
-        consume_mb: mb / consume_secs,
-        rss: server.peak_rss_mib(),
-    })
+        "1",
+    );
+    row.set_consume(secs);
+    row.cpu_consume_s = cpu1 - cpu0;
+    row.peak_rss_mib = peak_rss_mib(run.pid());
+    row.set_store(&Default::default(), 1.0, &read, secs);
+    row.raw_get_mb_s = Some(raw.bytes as f64 / 1e6 / raw.secs);
+    row.raw_gets = Some(raw.gets);
+    Ok(row)
 }
 
-/// Drives one admin future to completion on a throwaway runtime-free loop.
-fn futures_block<F: std::future::Future>(f: F) -> F::Output {
-    use std::task::{Context as TaskContext, Poll, Wake, Waker};
-    struct ThreadWaker(std::thread::Thread);
-    impl Wake for ThreadWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-    let mut cx = TaskContext::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park_timeout(Duration::from_millis(10));
-    }
+fn list<T: std::str::FromStr>(s: &str) -> anyhow::Result<Vec<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| p.trim().parse::<T>().map_err(Into::into))
+        .collect()
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut rows = Vec::new();
-    println!(
-        "{:>9} {:>6} {:>5} {:>4} | {:>10} {:>8} {:>9} {:>9} | {:>10} {:>8} | {:>8}",
-        "records",
-        "bytes",
-        "parts",
-        "acks",
-        "prod msg/s",
-        "prod MB/s",
-        "p50 ms",
-        "p99 ms",
-        "cons msg/s",
-        "cons MB/s",
-        "peak RSS"
-    );
-    for w in args.workloads.split(',') {
+    let kinds: Vec<Kind> = args
+        .targets
+        .split(',')
+        .map(|t| Kind::parse(t.trim()))
+        .collect::<anyhow::Result<_>>()?;
+    let programs = Programs {
+        strata: args.strata.clone(),
+        null_sink: args.null_sink.clone(),
+        tansu: args.tansu.clone(),
+        kafka_sh: args.kafka_sh.clone(),
+        s3s_fs: args.s3s_fs.clone(),
+        wal_flush_ms: args.wal_flush_ms,
+        cache_memory_bytes: args.cache_memory_bytes,
+    };
+    let settings = ClientSettings {
+        fetch_wait_max_ms: args.fetch_wait_max_ms,
+    };
+    let payloads = Payloads::new();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut record = |what: String, result: anyhow::Result<Row>| match result {
+        Ok(row) => {
+            println!("{}", row.line());
+            rows.push(row);
+        }
+        Err(e) => println!("{what}: FAILED: {e:#}"),
+    };
+    println!("{}", report::header());
+    for w in args.workloads.split(',').filter(|w| !w.is_empty()) {
         let (n, s) = w.split_once(':').context("workload is RECORDS:BYTES")?;
         let (n, s): (usize, usize) = (n.parse()?, s.parse()?);
-        for p in args.partitions.split(',') {
-            let p: i32 = p.parse()?;
+        for &p in &list::<i32>(&args.partitions)? {
             for acks in args.acks.split(',') {
-                let r = run(&args, n, s, p, acks)?;
-                println!(
-                    "{:>9} {:>6} {:>5} {:>4} | {:>10.0} {:>9.1} {:>9.2} {:>9.2} | {:>10.0} {:>9.1} | {:>6.0} MiB",
-                    r.records, r.size, r.partitions, r.acks, r.produce_msgs, r.produce_mb, r.p50, r.p99, r.consume_msgs, r.consume_mb, r.rss
-                );
-                rows.push(r);
+                for &kind in &kinds {
+                    let what = format!("{} {n}x{s}B p={p} acks={acks}", kind.name());
+                    let r = throughput(kind, &programs, &payloads, &settings, (n, s, p), acks);
+                    record(what, r);
+                    std::thread::sleep(Duration::from_millis(500));
+                }
             }
         }
     }
+    if args.latency_rate > 0 {
+        for &kind in &kinds {
+            let what = format!("{} end-to-end latency", kind.name());
+            let r = latency(
+                kind,
+                &programs,
+                &settings,
+                args.latency_rate,
+                args.latency_secs,
+                &args.latency_acks,
+            );
+            record(what, r);
+        }
+    }
+    if args.cold_bytes > 0 && kinds.contains(&Kind::StrataS3) {
+        let r = cold_replay(&programs, &payloads, &settings, args.cold_bytes);
+        record("strata-s3 cold replay".into(), r);
+    }
+    let checks = report::checks(&rows, args.wal_flush_ms, args.cache_memory_bytes);
+    println!();
+    println!(
+        "fetch.wait.max.ms={} wal.flush.ms={} cache.memory.bytes={}",
+        args.fetch_wait_max_ms, args.wal_flush_ms, args.cache_memory_bytes
+    );
+    for c in &checks {
+        println!("{}", c.line());
+    }
     if let Some(path) = &args.json {
-        let v: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "target": "strata-local", "records": r.records, "record_bytes": r.size,
-                    "partitions": r.partitions, "acks": r.acks,
-                    "produce_msgs_per_s": r.produce_msgs, "produce_mb_per_s": r.produce_mb,
-                    "produce_p50_ms": r.p50, "produce_p99_ms": r.p99,
-                    "consume_msgs_per_s": r.consume_msgs, "consume_mb_per_s": r.consume_mb,
-                    "peak_rss_mib": r.rss,
-                })
-            })
-            .collect();
-        std::fs::write(path, serde_json::to_string_pretty(&v)?)?;
+        let doc = serde_json::json!({
+            "settings": {
+                "fetch_wait_max_ms": args.fetch_wait_max_ms,
+                "wal_flush_ms": args.wal_flush_ms,
+                "cache_memory_bytes": args.cache_memory_bytes,
+                "latency_rate": args.latency_rate,
+                "latency_secs": args.latency_secs,
+                "cold_bytes": args.cold_bytes,
+            },
+            "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),
+            "checks": checks.iter().map(report::Check::json).collect::<Vec<_>>(),
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
     }
     Ok(())
 }

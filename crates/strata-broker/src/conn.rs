@@ -15,14 +15,21 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, Pending, Reply};
 use crate::Broker;
 
-/// Requests read ahead of the one being answered.
-const PIPELINE: usize = 32;
+/// Requests read ahead of the one being answered. acks=all produce requests
+/// all wait for the next WAL flush, so a producer that sends many small ones
+/// (librdkafka with linger.ms=0) needs them all in the same flush: with a
+/// shallow pipeline the rest queue in the socket and wait one flush per
+/// pipeline's worth, which grows without bound at a steady rate.
+const PIPELINE: usize = 4096;
+
+/// Bytes of requests read ahead and not yet answered, per connection.
+const PIPELINE_BYTES: usize = 64 << 20;
 
 pub(crate) async fn run(
     socket: TcpStream,
@@ -31,16 +38,17 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let (rd, mut wr) = socket.into_split();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(PIPELINE);
+    let (tx, mut rx) = mpsc::channel::<(Bytes, OwnedSemaphorePermit)>(PIPELINE);
     let max = broker.config.max_request_bytes;
-    let reader = tokio::spawn(read_frames(rd, tx, max, peer));
+    let budget = Arc::new(Semaphore::new(PIPELINE_BYTES));
+    let reader = tokio::spawn(read_frames(rd, tx, max, budget, peer));
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut reading = true;
     loop {
         tokio::select! {
             _ = shutdown.cancelled(), if pending.is_empty() => break,
             frame = rx.recv(), if reading && pending.len() < PIPELINE => {
-                let Some(frame) = frame else {
+                let Some((frame, permit)) = frame else {
                     // The client closed or sent a bad frame: answer what is
                     // in flight, then close.
                     reading = false;
@@ -52,7 +60,11 @@ pub(crate) async fn run(
                 match handle_frame(&broker, frame, peer).await {
                     Reply::Now(Some(b)) => pending.push_back(Box::pin(async move { Some(b) })),
                     Reply::Now(None) => {}
-                    Reply::Later(f) => pending.push_back(f),
+                    Reply::Later(f) => pending.push_back(Box::pin(async move {
+                        let resp = f.await;
+                        drop(permit);
+                        resp
+                    })),
                     Reply::Close => break,
                 }
             }
@@ -74,7 +86,13 @@ pub(crate) async fn run(
     let _ = wr.shutdown().await;
 }
 
-async fn read_frames(mut rd: OwnedReadHalf, tx: mpsc::Sender<Bytes>, max: usize, peer: SocketAddr) {
+async fn read_frames(
+    mut rd: OwnedReadHalf,
+    tx: mpsc::Sender<(Bytes, OwnedSemaphorePermit)>,
+    max: usize,
+    budget: Arc<Semaphore>,
+    peer: SocketAddr,
+) {
     loop {
         let len = match rd.read_i32().await {
             Ok(n) => n,
@@ -84,12 +102,17 @@ async fn read_frames(mut rd: OwnedReadHalf, tx: mpsc::Sender<Bytes>, max: usize,
             tracing::warn!(%peer, len, max, "request frame size out of bounds; closing connection");
             return;
         }
+        // A frame larger than the whole budget takes all of it, alone.
+        let want = (len as usize).min(PIPELINE_BYTES) as u32;
+        let Ok(permit) = budget.clone().acquire_many_owned(want).await else {
+            return;
+        };
         let mut buf = BytesMut::zeroed(len as usize);
         if let Err(e) = rd.read_exact(&mut buf).await {
             tracing::warn!(%peer, len, error = %e, "truncated request frame; closing connection");
             return;
         }
-        if tx.send(buf.freeze()).await.is_err() {
+        if tx.send((buf.freeze(), permit)).await.is_err() {
             return;
         }
     }

@@ -102,6 +102,7 @@ impl Inner {
             return false;
         }
         let size = body.len();
+        let started = std::time::Instant::now();
         let payload = PutPayload::from(body.freeze());
         let path = Path::from(key.as_str());
         let mut attempt = 0u32;
@@ -115,6 +116,7 @@ impl Inner {
                 }
             }
         }
+        let put_us = started.elapsed().as_micros() as u64;
         let commits: Vec<WalCommit> = shares
             .iter()
             .map(|s| WalCommit {
@@ -145,7 +147,14 @@ impl Inner {
                 }
             }
         }
-        tracing::debug!(key, bytes = size, partitions = shares.len(), "wal flushed");
+        tracing::debug!(
+            key,
+            bytes = size,
+            partitions = shares.len(),
+            put_us,
+            total_us = started.elapsed().as_micros() as u64,
+            "wal flushed"
+        );
         self.hw_changed.notify_waiters();
         self.backpressure.notify_waiters();
         true

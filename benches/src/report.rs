@@ -1,0 +1,329 @@
+//! Rows of figures, the printed table, and the targets checked as ratios within one run.
+
+use serde_json::json;
+
+use crate::load::percentile_ms;
+use crate::proxy::Snapshot;
+use crate::target::Kind;
+
+/// One target on one workload.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub target: Kind,
+    pub workload: &'static str,
+    pub records: usize,
+    pub size: usize,
+    pub partitions: i32,
+    pub acks: String,
+    pub produce_msgs_s: Option<f64>,
+    pub produce_mb_s: Option<f64>,
+    /// Produce: send to acknowledgement. End-to-end: send to consumed.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub p999_ms: Option<f64>,
+    pub consume_msgs_s: Option<f64>,
+    pub consume_mb_s: Option<f64>,
+    pub cpu_produce_s: f64,
+    pub cpu_consume_s: f64,
+    pub peak_rss_mib: f64,
+    pub puts_per_s: Option<f64>,
+    pub gets_per_s: Option<f64>,
+    pub put_p99_ms: Option<f64>,
+    pub store_cpu_s: Option<f64>,
+    pub raw_get_mb_s: Option<f64>,
+    pub raw_gets: Option<u64>,
+    pub e2e_rate: Option<u32>,
+    /// Fixed-rate runs: send to acknowledgement.
+    pub ack_p50_ms: Option<f64>,
+    pub ack_p99_ms: Option<f64>,
+    pub ack_p999_ms: Option<f64>,
+}
+
+impl Row {
+    pub fn new(
+        target: Kind,
+        workload: &'static str,
+        records: usize,
+        size: usize,
+        partitions: i32,
+        acks: &str,
+    ) -> Row {
+        Row {
+            target,
+            workload,
+            records,
+            size,
+            partitions,
+            acks: acks.to_string(),
+            produce_msgs_s: None,
+            produce_mb_s: None,
+            p50_ms: None,
+            p99_ms: None,
+            p999_ms: None,
+            consume_msgs_s: None,
+            consume_mb_s: None,
+            cpu_produce_s: 0.0,
+            cpu_consume_s: 0.0,
+            peak_rss_mib: f64::NAN,
+            puts_per_s: None,
+            gets_per_s: None,
+            put_p99_ms: None,
+            store_cpu_s: None,
+            raw_get_mb_s: None,
+            raw_gets: None,
+            e2e_rate: None,
+            ack_p50_ms: None,
+            ack_p99_ms: None,
+            ack_p999_ms: None,
+        }
+    }
+
+    fn mb(&self) -> f64 {
+        (self.records * self.size) as f64 / 1e6
+    }
+
+    pub fn set_produce(&mut self, secs: f64, sorted_us: &[u32]) {
+        self.produce_msgs_s = Some(self.records as f64 / secs);
+        self.produce_mb_s = Some(self.mb() / secs);
+        self.set_percentiles(sorted_us);
+    }
+
+    pub fn set_consume(&mut self, secs: f64) {
+        self.consume_msgs_s = Some(self.records as f64 / secs);
+        self.consume_mb_s = Some(self.mb() / secs);
+    }
+
+    pub fn set_e2e(&mut self, rate: u32, e2e_us: &[u32], ack_us: &[u32]) {
+        self.e2e_rate = Some(rate);
+        self.set_percentiles(e2e_us);
+        self.ack_p50_ms = Some(percentile_ms(ack_us, 0.50));
+        self.ack_p99_ms = Some(percentile_ms(ack_us, 0.99));
+        self.ack_p999_ms = Some(percentile_ms(ack_us, 0.999));
+    }
+
+    fn set_percentiles(&mut self, sorted_us: &[u32]) {
+        self.p50_ms = Some(percentile_ms(sorted_us, 0.50));
+        self.p99_ms = Some(percentile_ms(sorted_us, 0.99));
+        self.p999_ms = Some(percentile_ms(sorted_us, 0.999));
+    }
+
+    pub fn set_store(&mut self, produce: &Snapshot, p_secs: f64, consume: &Snapshot, c_secs: f64) {
+        self.puts_per_s = Some(produce.puts as f64 / p_secs);
+        self.gets_per_s = Some(consume.gets as f64 / c_secs);
+        let mut put = produce.put_us.clone();
+        put.sort_unstable();
+        if !put.is_empty() {
+            self.put_p99_ms = Some(percentile_ms(&put, 0.99));
+        }
+    }
+
+    fn label(&self) -> String {
+        format!(
+            "{} {}x{}B p{} acks={}",
+            self.workload, self.records, self.size, self.partitions, self.acks
+        )
+    }
+
+    pub fn line(&self) -> String {
+        let f = |v: Option<f64>, prec: usize| match v {
+            Some(v) if v.is_finite() => format!("{v:.prec$}"),
+            _ => "-".to_string(),
+        };
+        format!(
+            "{:<13} {:<40} | {:>9} {:>7} | {:>8} {:>8} {:>8} | {:>9} {:>7} | {:>7} | {:>7.1} {:>6.0} | {:>6} {:>6}",
+            self.target.name(),
+            self.label(),
+            f(self.produce_msgs_s, 0),
+            f(self.produce_mb_s, 1),
+            f(self.p50_ms, 2),
+            f(self.p99_ms, 2),
+            f(self.p999_ms, 2),
+            f(self.consume_msgs_s, 0),
+            f(self.consume_mb_s, 1),
+            f(self.ack_p99_ms, 2),
+            self.cpu_produce_s + self.cpu_consume_s,
+            self.peak_rss_mib,
+            f(self.puts_per_s, 0),
+            f(self.gets_per_s, 0),
+        )
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        json!({
+            "target": self.target.name(), "workload": self.workload,
+            "records": self.records, "record_bytes": self.size,
+            "partitions": self.partitions, "acks": self.acks,
+            "produce_msgs_per_s": self.produce_msgs_s, "produce_mb_per_s": self.produce_mb_s,
+            "p50_ms": self.p50_ms, "p99_ms": self.p99_ms, "p999_ms": self.p999_ms,
+            "consume_msgs_per_s": self.consume_msgs_s, "consume_mb_per_s": self.consume_mb_s,
+            "broker_cpu_produce_s": self.cpu_produce_s, "broker_cpu_consume_s": self.cpu_consume_s,
+            "broker_peak_rss_mib": self.peak_rss_mib,
+            "store_puts_per_s": self.puts_per_s, "store_gets_per_s": self.gets_per_s,
+            "store_put_p99_ms": self.put_p99_ms, "store_cpu_s": self.store_cpu_s,
+            "raw_get_mb_per_s": self.raw_get_mb_s, "raw_gets": self.raw_gets,
+            "e2e_rate_per_s": self.e2e_rate,
+            "ack_p50_ms": self.ack_p50_ms, "ack_p99_ms": self.ack_p99_ms,
+            "ack_p999_ms": self.ack_p999_ms,
+        })
+    }
+}
+
+pub fn header() -> String {
+    format!(
+        "{:<13} {:<40} | {:>9} {:>7} | {:>8} {:>8} {:>8} | {:>9} {:>7} | {:>7} | {:>7} {:>6} | {:>6} {:>6}",
+        "target",
+        "workload",
+        "prod/s",
+        "MB/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9",
+        "cons/s",
+        "MB/s",
+        "ack p99",
+        "cpu s",
+        "RSS",
+        "PUT/s",
+        "GET/s"
+    )
+}
+
+/// One target of the issue, as measured in this run.
+pub struct Check {
+    pub what: String,
+    pub value: f64,
+    pub limit: f64,
+    /// True when the value must be at least the limit; false for at most.
+    pub at_least: bool,
+}
+
+impl Check {
+    pub fn pass(&self) -> bool {
+        if self.at_least {
+            self.value >= self.limit
+        } else {
+            self.value <= self.limit
+        }
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{} {}: {:.2} ({} {:.2})",
+            if self.pass() { "PASS" } else { "MISS" },
+            self.what,
+            self.value,
+            if self.at_least { ">=" } else { "<=" },
+            self.limit
+        )
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        json!({"check": self.what, "value": self.value, "limit": self.limit,
+               "at_least": self.at_least, "pass": self.pass()})
+    }
+}
+
+fn same_workload(a: &Row, b: &Row) -> bool {
+    a.workload == b.workload
+        && a.records == b.records
+        && a.size == b.size
+        && a.partitions == b.partitions
+        && a.acks == b.acks
+}
+
+/// The issue's targets, each a ratio or bound within this run's rows.
+pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
+    let mut out = Vec::new();
+    let find = |kind: Kind, like: &Row| {
+        rows.iter()
+            .find(|r| r.target == kind && same_workload(r, like))
+    };
+    let ratios = [
+        (Kind::StrataS3, Kind::TansuS3, 3.0),
+        (Kind::StrataLocal, Kind::TansuMemory, 1.0),
+        (Kind::StrataLocal, Kind::Kafka, 1.0),
+        (Kind::StrataS3, Kind::NullSink, 0.7),
+        (Kind::StrataLocal, Kind::NullSink, 0.7),
+    ];
+    for r in rows.iter().filter(|r| r.workload == "throughput") {
+        for (ours, theirs, limit) in ratios {
+            if r.target != ours {
+                continue;
+            }
+            let Some(other) = find(theirs, r) else {
+                continue;
+            };
+            for (side, a, b) in [
+                ("produce", r.produce_msgs_s, other.produce_msgs_s),
+                ("consume", r.consume_msgs_s, other.consume_msgs_s),
+            ] {
+                if let (Some(a), Some(b)) = (a, b) {
+                    out.push(Check {
+                        what: format!("{} {side} {}/{}", r.label(), ours.name(), theirs.name()),
+                        value: a / b,
+                        limit,
+                        at_least: true,
+                    });
+                }
+            }
+        }
+        let strata = matches!(r.target, Kind::StrataS3 | Kind::StrataLocal);
+        if strata {
+            out.push(Check {
+                what: format!("{} {} peak RSS MiB", r.label(), r.target.name()),
+                value: r.peak_rss_mib,
+                limit: (cache_bytes >> 20) as f64 + 256.0,
+                at_least: false,
+            });
+        }
+        if r.target == Kind::StrataS3 {
+            if let Some(puts) = r.puts_per_s {
+                out.push(Check {
+                    what: format!("{} strata-s3 PUTs/s while producing", r.label()),
+                    value: puts,
+                    limit: 1000.0 / flush_ms as f64,
+                    at_least: false,
+                });
+            }
+        }
+    }
+    // Latency targets are checked at the fixed rate: in a saturating run a record's
+    // acknowledgement time is mostly its wait in the client's queue.
+    for r in rows
+        .iter()
+        .filter(|r| r.workload == "e2e-latency" && r.acks == "all")
+    {
+        if r.target == Kind::StrataS3 {
+            if let (Some(p99), Some(put)) = (r.ack_p99_ms, r.put_p99_ms) {
+                out.push(Check {
+                    what: format!("{} strata-s3 ack p99 ms vs flush+PUT p99+5", r.label()),
+                    value: p99,
+                    limit: flush_ms as f64 + put + 5.0,
+                    at_least: false,
+                });
+            }
+        }
+        if r.target == Kind::StrataLocal {
+            let kafka = find(Kind::Kafka, r).and_then(|k| k.ack_p99_ms);
+            if let (Some(p99), Some(k)) = (r.ack_p99_ms, kafka) {
+                out.push(Check {
+                    what: format!("{} strata-local ack p99 ms vs kafka's+flush", r.label()),
+                    value: p99,
+                    limit: k + flush_ms as f64,
+                    at_least: false,
+                });
+            }
+        }
+    }
+    for r in rows.iter().filter(|r| r.workload == "cold-replay") {
+        if let (Some(got), Some(raw)) = (r.consume_mb_s, r.raw_get_mb_s) {
+            out.push(Check {
+                what: "cold replay MB/s / raw ranged-GET MB/s".to_string(),
+                value: got / raw,
+                limit: 0.8,
+                at_least: true,
+            });
+        }
+    }
+    out
+}
