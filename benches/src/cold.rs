@@ -33,6 +33,7 @@ pub fn raw_get_rate(s3: &S3Server, prefix: &str, limit: u64) -> anyhow::Result<R
         access_key_id: Some(S3_KEY.to_string()),
         secret_access_key: Some(S3_SECRET.to_string()),
         session_token: None,
+        sign_payload: false,
     })?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

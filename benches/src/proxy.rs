@@ -64,7 +64,11 @@ pub fn start(upstream: SocketAddr) -> io::Result<(SocketAddr, Arc<Counts>)> {
             std::thread::spawn(move || {
                 // A connection ends on EOF or on any error; the client sees the close
                 // and retries, as it would with a real server.
-                let _ = serve(client, upstream, &counts);
+                if let Err(e) = serve(client, upstream, &counts) {
+                    if std::env::var_os("STRATA_BENCH_PROXY_DEBUG").is_some() {
+                        eprintln!("proxy: connection ended: {e}");
+                    }
+                }
             });
         }
     });

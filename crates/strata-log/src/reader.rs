@@ -161,6 +161,24 @@ impl SegmentReader {
         Ok(out)
     }
 
+    /// Caches a just-sealed segment from what its writer holds: the footer parsed
+    /// from the file bytes, and each row group as the batches it was written from.
+    pub(crate) fn insert_sealed(&self, seg: &SegmentEntry, file: &Bytes, row_groups: Vec<Bytes>) {
+        match ArrowReaderMetadata::load(file, Default::default()) {
+            Ok(m) => {
+                let mut f = self.footers();
+                if f.len() > 4096 {
+                    f.clear();
+                }
+                f.insert(seg.key.clone(), m);
+            }
+            Err(e) => tracing::debug!(key = seg.key, error = %e, "sealed footer not cached"),
+        }
+        for (rg, data) in row_groups.into_iter().enumerate() {
+            self.cache.insert(Self::cache_key(seg, rg), data);
+        }
+    }
+
     fn read_ahead(&self, seg: &SegmentEntry, footer: &ArrowReaderMetadata, rg: usize) {
         if self.cache.contains(&Self::cache_key(seg, rg)) {
             return;

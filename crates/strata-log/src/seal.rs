@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use object_store::path::Path;
 use object_store::ObjectStore;
-use strata_format::segment::{write_segment_iter, SegmentInfo, SegmentWriteOptions};
+use strata_format::segment::{write_segment_grouped, SegmentInfo, SegmentWriteOptions};
 use strata_meta::{Freed, SegmentEntry};
 
 use crate::manager::Inner;
@@ -106,9 +106,24 @@ async fn seal(
     };
     // Decoded a batch at a time: only one row group's records are in
     // memory beside the raw tail.
-    let file = tokio::task::spawn_blocking(move || {
+    let (file, row_groups) = tokio::task::spawn_blocking(move || {
         let decoded = batches.iter().map(|b| strata_format::decode_batch(&b.data));
-        write_segment_iter(&info, decoded, &opts)
+        let (file, groups) = write_segment_grouped(&info, decoded, &opts)?;
+        // Each row group holds whole batches, so its cached form is the raw batches
+        // it was written from: readers right behind the writer (a consumer a few
+        // seconds back, a replay soon after) then never wait on a GET and decode.
+        let raw: Vec<bytes::Bytes> = groups
+            .iter()
+            .map(|g| {
+                let mut buf =
+                    bytes::BytesMut::with_capacity(g.iter().map(|&i| batches[i].data.len()).sum());
+                for &i in g {
+                    buf.extend_from_slice(&batches[i].data);
+                }
+                buf.freeze()
+            })
+            .collect();
+        Ok::<_, LogError>((file, raw))
     })
     .await
     .map_err(|e| LogError::Store(format!("seal task: {e}")))??;
@@ -117,7 +132,7 @@ async fn seal(
     strata_store::put_large(
         inner.store.as_ref(),
         &Path::from(key.as_str()),
-        file,
+        file.clone(),
         inner.config.multipart_part_bytes,
     )
     .await
@@ -134,6 +149,7 @@ async fn seal(
         .meta
         .commit_segment(&part.tp, epoch, entry.clone())
         .await?;
+    inner.reader.insert_sealed(&entry, &file, row_groups);
     tracing::debug!(tp = %part.tp, key, base, last, bytes = size, "segment sealed");
     delete_keys(inner.store.as_ref(), paths(orphans)).await;
     Ok((entry, producers))

@@ -30,6 +30,12 @@ pub struct S3Options {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
     pub session_token: Option<String>,
+    /// Hash each request body into its SigV4 signature. Off by default: hashing cost
+    /// the broker more CPU than anything else on the produce path (over 40% of its
+    /// own time writing 1 KiB records to s3s-fs), while TLS already protects bodies
+    /// in transit and the server checks what it stores. `AWS_UNSIGNED_PAYLOAD=false`
+    /// turns it on.
+    pub sign_payload: bool,
 }
 
 impl S3Options {
@@ -45,6 +51,8 @@ impl S3Options {
             access_key_id: var("AWS_ACCESS_KEY_ID"),
             secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
             session_token: var("AWS_SESSION_TOKEN"),
+            sign_payload: var("AWS_UNSIGNED_PAYLOAD")
+                .is_some_and(|v| v.eq_ignore_ascii_case("false")),
         }
     }
 }
@@ -106,7 +114,8 @@ fn build_s3(base: AmazonS3Builder, opts: &S3Options) -> Result<Arc<dyn ObjectSto
         .with_bucket_name(&opts.bucket)
         .with_region(opts.region.as_deref().unwrap_or(DEFAULT_REGION))
         // Conditional puts are how writers are fenced (PutMode::Create / Update).
-        .with_conditional_put(S3ConditionalPut::ETagMatch);
+        .with_conditional_put(S3ConditionalPut::ETagMatch)
+        .with_unsigned_payload(!opts.sign_payload);
     if let Some(endpoint) = &opts.endpoint {
         // MinIO, moto and s3s-fs serve buckets by path, not by virtual host name.
         builder = builder

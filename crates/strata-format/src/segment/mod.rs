@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 pub use read::{arrow_to_records, merge_groups, read_segment_bytes, row_groups_from_offset};
-pub use write::{write_segment, write_segment_iter};
+pub use write::{write_segment, write_segment_grouped, write_segment_iter};
 
 /// Version written to `strata.format_version`; bump on incompatible schema changes.
 pub const SEGMENT_FORMAT_VERSION: &str = "1";

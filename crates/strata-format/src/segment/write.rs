@@ -50,6 +50,17 @@ pub fn write_segment_iter(
     batches: impl IntoIterator<Item = Result<DecodedBatch, FormatError>>,
     opts: &SegmentWriteOptions,
 ) -> Result<Bytes, FormatError> {
+    write_segment_grouped(info, batches, opts).map(|(file, _)| file)
+}
+
+/// [`write_segment_iter`], also returning which input batches (by position, batches
+/// without records left out) each row group holds, so a writer that still has the raw
+/// batches can cache a row group's bytes without reading the file back.
+pub fn write_segment_grouped(
+    info: &SegmentInfo,
+    batches: impl IntoIterator<Item = Result<DecodedBatch, FormatError>>,
+    opts: &SegmentWriteOptions,
+) -> Result<(Bytes, Vec<Vec<usize>>), FormatError> {
     let compression = match opts.zstd_level {
         Some(level) => ParquetCompression::ZSTD(ZstdLevel::try_new(level)?),
         None => ParquetCompression::UNCOMPRESSED,
@@ -80,6 +91,8 @@ pub fn write_segment_iter(
 
     let mut writer = ArrowWriter::try_new(Vec::new(), segment_schema(), Some(props))?;
     let mut pending: Vec<DecodedBatch> = Vec::new();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group: Vec<usize> = Vec::new();
     let (mut rows, mut bytes) = (0usize, 0usize);
     let mut first_offset = None;
     let mut last_offset: Option<i64> = None;
@@ -93,7 +106,7 @@ pub fn write_segment_iter(
         pending.clear();
         Ok::<(), FormatError>(())
     };
-    for batch in batches {
+    for (index, batch) in batches.into_iter().enumerate() {
         let batch = batch?;
         if batch.records.is_empty() {
             continue;
@@ -113,20 +126,23 @@ pub fn write_segment_iter(
             && (rows >= row_group_rows || bytes.saturating_add(size) > CHUNK_BYTE_BUDGET)
         {
             write_group(&mut writer, &mut pending)?;
+            groups.push(std::mem::take(&mut group));
             rows = 0;
             bytes = 0;
         }
         rows += batch.records.len();
         bytes = bytes.saturating_add(size);
         pending.push(batch);
+        group.push(index);
     }
     let (Some(first), Some(last)) = (first_offset, last_offset) else {
         return Err(FormatError::InvalidSegment("segment has no records".into()));
     };
     write_group(&mut writer, &mut pending)?;
+    groups.push(group);
     writer.append_key_value_metadata(KeyValue::new(META_FIRST_OFFSET.into(), first.to_string()));
     writer.append_key_value_metadata(KeyValue::new(META_LAST_OFFSET.into(), last.to_string()));
-    Ok(Bytes::from(writer.into_inner()?))
+    Ok((Bytes::from(writer.into_inner()?), groups))
 }
 
 fn payload_len(record: &Record) -> usize {

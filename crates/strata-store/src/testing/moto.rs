@@ -113,6 +113,7 @@ impl MotoServer {
             access_key_id: Some("testing".into()),
             secret_access_key: Some("testing".into()),
             session_token: None,
+            sign_payload: false,
         }
     }
 }
