@@ -120,6 +120,12 @@ fn consumer(addr: &str, settings: &ClientSettings) -> anyhow::Result<BaseConsume
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
         .set("fetch.wait.max.ms", settings.fetch_wait_max_ms.to_string())
+        // librdkafka stops fetching for fetch.queue.backoff.ms (1 s) whenever its
+        // local queue holds queued.min.messages (100k): with records consumed one
+        // poll at a time that stall, not the broker, set the rate.
+        .set("queued.min.messages", "10000000")
+        .set("queued.max.messages.kbytes", "1048576")
+        .set("fetch.queue.backoff.ms", "1")
         .create()?)
 }
 

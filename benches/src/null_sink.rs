@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
@@ -61,8 +61,12 @@ const NODE: i32 = 1;
 struct Part {
     /// Records produced so far: the next base offset and the high watermark.
     count: AtomicI64,
-    /// The first batch produced here; fetches are served from copies of it.
-    template: OnceLock<Bytes>,
+    /// The largest batch (by records) produced here so far; fetches are served from
+    /// copies of it. Not the first one: a producer's first batch is often a single
+    /// record, and serving a million one-record batches measures the client's
+    /// per-batch cost rather than the ceiling.
+    template: Mutex<Option<Bytes>>,
+    template_records: AtomicI64,
 }
 
 struct Topic {
@@ -328,13 +332,15 @@ impl Conn<'_> {
                     if end > records.len() || end < pos + BATCH_HEADER || records[pos + 16] != 2 {
                         break;
                     }
-                    n += be_i32(&records, pos + 57).max(0) as i64;
-                    if part.template.get().is_none() {
+                    let batch_records = be_i32(&records, pos + 57).max(0) as i64;
+                    n += batch_records;
+                    if batch_records > part.template_records.load(Ordering::Relaxed) {
+                        part.template_records.store(batch_records, Ordering::Relaxed);
                         // A copy, so the template does not pin the read buffer.
                         let mut tpl = BytesMut::from(&records[pos..end]);
                         // The leader epoch lies outside the CRC; match metadata.
                         tpl[12..16].copy_from_slice(&0i32.to_be_bytes());
-                        let _ = part.template.set(tpl.freeze());
+                        *part.template.lock().unwrap() = Some(tpl.freeze());
                     }
                     pos = end;
                 }
@@ -419,8 +425,11 @@ impl Conn<'_> {
                         .with_high_watermark(hw)
                         .with_last_stable_offset(hw)
                         .with_log_start_offset(if v >= 5 { 0 } else { -1 });
-                    let tpl = topic.part(p.partition).and_then(|p| p.template.get());
+                    let tpl = topic
+                        .part(p.partition)
+                        .and_then(|p| p.template.lock().unwrap().clone());
                     if let Some(tpl) = tpl.filter(|_| p.fetch_offset < hw && total < max_total) {
+                        let tpl = &tpl;
                         let limit = (p.partition_max_bytes.max(0) as usize).min(max_total - total);
                         let k = (be_i32(tpl, 57) as i64).max(1);
                         // Copies sit on a grid ending exactly at hw, so no

@@ -12,6 +12,8 @@ mod seal;
 
 #[cfg(test)]
 mod idempotence_tests;
+#[cfg(test)]
+mod sealed_read_tests;
 
 pub use error::LogError;
 pub use manager::{LogConfig, LogManager, ReadResult};

@@ -147,3 +147,139 @@ fn row_groups_hold_whole_batches_so_served_batches_are_the_originals() {
         assert_eq!(decode_batch(b).unwrap().records, orig.records);
     }
 }
+
+/// Batches of the given sizes, contiguous from `base`, as encoded bytes; a size of 0 is
+/// a batch without records (as compaction can leave behind) at the next offset.
+fn encoded(base: i64, sizes: &[i64]) -> Vec<Bytes> {
+    let mut next = base;
+    sizes
+        .iter()
+        .map(|&n| {
+            let bytes = encode_batch(&spec(next), &records(next, n));
+            next += n;
+            bytes
+        })
+        .collect()
+}
+
+/// Records of row group `rg` as a reader gets them back from the file, batch by batch.
+fn row_group_batches(file: &Bytes, rg: usize) -> Vec<(i64, Vec<crate::records::Record>)> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file.clone())
+        .unwrap()
+        .with_row_groups(vec![rg])
+        .build()
+        .unwrap();
+    let mut groups = Vec::new();
+    for rb in reader {
+        merge_groups(&mut groups, arrow_to_records(&rb.unwrap()).unwrap());
+    }
+    groups
+        .into_iter()
+        .map(|(spec, records)| (spec.base_offset, records))
+        .collect()
+}
+
+fn check_grouping(raw: &[Bytes], opts: &SegmentWriteOptions) -> Vec<Vec<usize>> {
+    let decoded = raw.iter().map(|b| decode_batch(b));
+    let (file, groups) = write_segment_grouped(&info(), decoded, opts).unwrap();
+
+    // One entry per row group of the file, as its footer says.
+    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .unwrap();
+    assert_eq!(groups.len(), meta.num_row_groups(), "one entry per row group");
+
+    // Every input batch with records appears exactly once, in input order; empty ones never.
+    let non_empty: Vec<usize> = (0..raw.len())
+        .filter(|&i| !decode_batch(&raw[i]).unwrap().records.is_empty())
+        .collect();
+    let listed: Vec<usize> = groups.iter().flatten().copied().collect();
+    assert_eq!(listed, non_empty, "positions listed once each, in order");
+    assert!(groups.iter().all(|g| !g.is_empty()), "no empty row group entry");
+
+    // The input batches of group i, concatenated, are exactly row group i's contents.
+    for (rg, group) in groups.iter().enumerate() {
+        let mut concat = Vec::new();
+        for &i in group {
+            concat.extend_from_slice(&raw[i]);
+        }
+        let from_input: Vec<(i64, Vec<crate::records::Record>)> =
+            crate::batch::split_batches(&concat)
+                .unwrap()
+                .into_iter()
+                .map(|r| {
+                    let d = decode_batch(&concat[r]).unwrap();
+                    (d.header.base_offset, d.records)
+                })
+                .collect();
+        let from_file = row_group_batches(&file, rg);
+        assert_eq!(
+            meta.row_group(rg).num_rows() as usize,
+            from_input.iter().map(|(_, r)| r.len()).sum::<usize>(),
+            "row group {rg} row count"
+        );
+        let offsets = |b: &[(i64, Vec<crate::records::Record>)]| -> Vec<i64> {
+            b.iter().flat_map(|(_, r)| r.iter().map(|r| r.offset)).collect()
+        };
+        let values = |b: &[(i64, Vec<crate::records::Record>)]| -> Vec<Option<Bytes>> {
+            b.iter()
+                .flat_map(|(_, r)| r.iter().map(|r| r.value.clone()))
+                .collect()
+        };
+        assert_eq!(offsets(&from_file), offsets(&from_input), "rg {rg} offsets");
+        assert_eq!(values(&from_file), values(&from_input), "rg {rg} values");
+        // Same batch boundaries and whole records (keys, timestamps, headers) too.
+        assert_eq!(from_file, from_input, "rg {rg} batches");
+        // Re-encoding what the file holds gives back the cached bytes themselves.
+        let mut reencoded = Vec::new();
+        for (base, records) in &from_file {
+            reencoded.extend_from_slice(&encode_batch(&spec(*base), records));
+        }
+        assert_eq!(reencoded, concat, "rg {rg} bytes");
+    }
+    groups
+}
+
+#[test]
+fn grouped_write_names_the_input_batches_of_each_row_group() {
+    // Empty batches first, in the middle, in a run and last.
+    let raw = encoded(100, &[0, 3, 0, 4, 5, 0, 0, 2, 6, 1, 0]);
+    let groups = check_grouping(&raw, &opts(5));
+    // Row groups of 5 rows close at batch ends: [3+4], [5], [2+6], [1].
+    assert_eq!(groups, vec![vec![1, 3], vec![4], vec![7, 8], vec![9]]);
+}
+
+#[test]
+fn grouped_write_with_one_row_group_and_uncompressed_pages() {
+    let raw = encoded(0, &[2, 0, 7, 1]);
+    let opts = SegmentWriteOptions {
+        row_group_rows: 1000,
+        zstd_level: None,
+    };
+    assert_eq!(check_grouping(&raw, &opts), vec![vec![0, 2, 3]]);
+}
+
+#[test]
+fn grouped_write_with_a_row_group_per_batch() {
+    let raw = encoded(7, &[1, 1, 0, 300, 1, 0]);
+    let groups = check_grouping(&raw, &opts(1));
+    assert_eq!(groups, vec![vec![0], vec![1], vec![3], vec![4]]);
+}
+
+#[test]
+fn grouped_write_returns_the_same_file_as_write_segment() {
+    let raw = encoded(0, &[3, 0, 4, 5]);
+    let decoded: Vec<DecodedBatch> = raw.iter().map(|b| decode_batch(b).unwrap()).collect();
+    let plain = write_segment(&info(), &decoded, &opts(5)).unwrap();
+    let (grouped, _) =
+        write_segment_grouped(&info(), decoded.iter().cloned().map(Ok), &opts(5)).unwrap();
+    assert_eq!(plain, grouped);
+}
+
+#[test]
+fn grouped_write_of_only_empty_batches_is_refused() {
+    let raw = encoded(0, &[0, 0]);
+    let err = write_segment_grouped(&info(), raw.iter().map(|b| decode_batch(b)), &opts(5))
+        .unwrap_err();
+    assert!(matches!(err, FormatError::InvalidSegment(_)), "{err}");
+}
