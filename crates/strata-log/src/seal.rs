@@ -149,7 +149,7 @@ async fn seal(
         .meta
         .commit_segment(&part.tp, epoch, entry.clone())
         .await?;
-    let _ = (&file, row_groups); // inner.reader.insert_sealed(&entry, &file, row_groups);
+    inner.reader.insert_sealed(&entry, &file, row_groups);
     tracing::debug!(tp = %part.tp, key, base, last, bytes = size, "segment sealed");
     delete_keys(inner.store.as_ref(), paths(orphans)).await;
     Ok((entry, producers))

@@ -186,7 +186,11 @@ async fn reads_right_after_a_seal_need_no_get_and_a_restart_reads_the_bucket() {
     // Read back from offset 0 across both segments: no GET at all.
     let gets = bucket.gets();
     let sealed = read_all(&log, &tp).await;
-    assert_eq!(bucket.gets() - gets, 0, "sealed reads served from the cache");
+    assert_eq!(
+        bucket.gets() - gets,
+        0,
+        "sealed reads served from the cache"
+    );
     assert_eq!(contents(&sealed), expected(20));
 
     // Still served with every bucket request failing.

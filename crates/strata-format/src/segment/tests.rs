@@ -187,7 +187,11 @@ fn check_grouping(raw: &[Bytes], opts: &SegmentWriteOptions) -> Vec<Vec<usize>> 
     let meta = parquet::file::metadata::ParquetMetaDataReader::new()
         .parse_and_finish(&file)
         .unwrap();
-    assert_eq!(groups.len(), meta.num_row_groups(), "one entry per row group");
+    assert_eq!(
+        groups.len(),
+        meta.num_row_groups(),
+        "one entry per row group"
+    );
 
     // Every input batch with records appears exactly once, in input order; empty ones never.
     let non_empty: Vec<usize> = (0..raw.len())
@@ -195,7 +199,10 @@ fn check_grouping(raw: &[Bytes], opts: &SegmentWriteOptions) -> Vec<Vec<usize>> 
         .collect();
     let listed: Vec<usize> = groups.iter().flatten().copied().collect();
     assert_eq!(listed, non_empty, "positions listed once each, in order");
-    assert!(groups.iter().all(|g| !g.is_empty()), "no empty row group entry");
+    assert!(
+        groups.iter().all(|g| !g.is_empty()),
+        "no empty row group entry"
+    );
 
     // The input batches of group i, concatenated, are exactly row group i's contents.
     for (rg, group) in groups.iter().enumerate() {
@@ -219,7 +226,9 @@ fn check_grouping(raw: &[Bytes], opts: &SegmentWriteOptions) -> Vec<Vec<usize>> 
             "row group {rg} row count"
         );
         let offsets = |b: &[(i64, Vec<crate::records::Record>)]| -> Vec<i64> {
-            b.iter().flat_map(|(_, r)| r.iter().map(|r| r.offset)).collect()
+            b.iter()
+                .flat_map(|(_, r)| r.iter().map(|r| r.offset))
+                .collect()
         };
         let values = |b: &[(i64, Vec<crate::records::Record>)]| -> Vec<Option<Bytes>> {
             b.iter()
@@ -279,7 +288,7 @@ fn grouped_write_returns_the_same_file_as_write_segment() {
 #[test]
 fn grouped_write_of_only_empty_batches_is_refused() {
     let raw = encoded(0, &[0, 0]);
-    let err = write_segment_grouped(&info(), raw.iter().map(|b| decode_batch(b)), &opts(5))
-        .unwrap_err();
+    let err =
+        write_segment_grouped(&info(), raw.iter().map(|b| decode_batch(b)), &opts(5)).unwrap_err();
     assert!(matches!(err, FormatError::InvalidSegment(_)), "{err}");
 }
