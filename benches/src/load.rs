@@ -178,15 +178,28 @@ pub struct Paced {
 /// consumer tails it, after two seconds of warm-up that is not counted (the first
 /// records also wait for metadata and connections). The send time travels in the
 /// payload; both ends share one clock.
+/// A fixed-rate run's shape.
+pub struct Pace<'a> {
+    pub rate: u32,
+    pub secs: u32,
+    pub size: usize,
+    pub acks: &'a str,
+    pub linger_ms: u32,
+}
+
 pub fn end_to_end(
     addr: &str,
     topic: &str,
-    rate: u32,
-    secs: u32,
-    size: usize,
-    acks: &str,
+    pace: &Pace<'_>,
     settings: &ClientSettings,
 ) -> anyhow::Result<Paced> {
+    let Pace {
+        rate,
+        secs,
+        size,
+        acks,
+        linger_ms,
+    } = *pace;
     let warmup = 2 * rate as usize;
     let total = 1 + warmup + (rate * secs) as usize;
     let epoch = Instant::now();
@@ -219,7 +232,7 @@ pub fn end_to_end(
     let producer: BaseProducer<Latencies> = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .set("acks", acks)
-        .set("linger.ms", "0")
+        .set("linger.ms", linger_ms.to_string())
         .set("enable.idempotence", "false")
         .create_with_context(Latencies(acks_seen.clone()))?;
     let mut payload = vec![b'x'; size.max(9)];

@@ -45,6 +45,10 @@ struct Args {
     /// End-to-end latency: seconds to produce for.
     #[arg(long, default_value_t = 15)]
     latency_secs: u32,
+    /// End-to-end latency: the producer's linger.ms (5 is librdkafka's and the Java
+    /// client's default; 0 sends every record in its own request).
+    #[arg(long, default_value_t = 5)]
+    latency_linger_ms: u32,
     /// End-to-end latency: the producer's acks.
     #[arg(long, default_value = "all")]
     latency_acks: String,
@@ -147,14 +151,26 @@ fn latency(
     rate: u32,
     secs: u32,
     acks: &str,
+    linger_ms: u32,
 ) -> anyhow::Result<Row> {
     let run = Running::start(kind, programs)?;
     let topic = "latency";
     load::create_topic(&run.addr, topic, 1)?;
     let cpu0 = cpu_seconds(run.pid());
     let store_before = run.s3.as_ref().map(|s| s.counts.snapshot());
-    let paced = load::end_to_end(&run.addr, topic, rate, secs, 100, acks, settings)
-        .with_context(|| format!("end-to-end run; broker log:\n{}", run.log_tail()))?;
+    let paced = load::end_to_end(
+        &run.addr,
+        topic,
+        &load::Pace {
+            rate,
+            secs,
+            size: 100,
+            acks,
+            linger_ms,
+        },
+        settings,
+    )
+    .with_context(|| format!("end-to-end run; broker log:\n{}", run.log_tail()))?;
     let mut row = Row::new(kind, "e2e-latency", paced.e2e_us.len(), 100, 1, acks);
     row.set_e2e(rate, &paced.e2e_us, &paced.ack_us);
     if let (Some(s3), Some(before)) = (&run.s3, store_before) {
@@ -192,6 +208,10 @@ fn cold_replay(
         .with_context(|| format!("cold replay; broker log:\n{}", run.log_tail()))?;
     let cpu1 = cpu_seconds(run.pid());
     let read = s3.counts.snapshot().since(&before);
+    let rss = peak_rss_mib(run.pid());
+    // Stopped first: sealing would otherwise delete WAL objects mid-listing.
+    run.stop()?;
+    let s3 = run.s3.as_ref().context("strata-s3 has a store")?;
     let raw = cold::raw_get_rate(s3, "strata", bytes)?;
     let mut row = Row::new(
         Kind::StrataS3,
@@ -203,7 +223,7 @@ fn cold_replay(
     );
     row.set_consume(secs);
     row.cpu_consume_s = cpu1 - cpu0;
-    row.peak_rss_mib = peak_rss_mib(run.pid());
+    row.peak_rss_mib = rss;
     row.set_store(&Default::default(), 1.0, &read, secs);
     row.raw_get_mb_s = Some(raw.bytes as f64 / 1e6 / raw.secs);
     row.raw_gets = Some(raw.gets);
@@ -264,7 +284,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if args.latency_rate > 0 {
-        for &kind in &kinds {
+        // The null sink serves copies of one batch, so a record's send time cannot
+        // travel through it.
+        for &kind in kinds.iter().filter(|&&k| k != Kind::NullSink) {
             let what = format!("{} end-to-end latency", kind.name());
             let r = latency(
                 kind,
@@ -273,6 +295,7 @@ fn main() -> anyhow::Result<()> {
                 args.latency_rate,
                 args.latency_secs,
                 &args.latency_acks,
+                args.latency_linger_ms,
             );
             record(what, r);
         }
@@ -284,8 +307,12 @@ fn main() -> anyhow::Result<()> {
     let checks = report::checks(&rows, args.wal_flush_ms, args.cache_memory_bytes);
     println!();
     println!(
-        "fetch.wait.max.ms={} wal.flush.ms={} cache.memory.bytes={}",
-        args.fetch_wait_max_ms, args.wal_flush_ms, args.cache_memory_bytes
+        "fetch.wait.max.ms={} wal.flush.ms={} cache.memory.bytes={} latency: {} rec/s, linger.ms={}",
+        args.fetch_wait_max_ms,
+        args.wal_flush_ms,
+        args.cache_memory_bytes,
+        args.latency_rate,
+        args.latency_linger_ms
     );
     for c in &checks {
         println!("{}", c.line());
@@ -298,6 +325,7 @@ fn main() -> anyhow::Result<()> {
                 "cache_memory_bytes": args.cache_memory_bytes,
                 "latency_rate": args.latency_rate,
                 "latency_secs": args.latency_secs,
+                "latency_linger_ms": args.latency_linger_ms,
                 "cold_bytes": args.cold_bytes,
             },
             "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),

@@ -335,7 +335,8 @@ impl Conn<'_> {
                     let batch_records = be_i32(&records, pos + 57).max(0) as i64;
                     n += batch_records;
                     if batch_records > part.template_records.load(Ordering::Relaxed) {
-                        part.template_records.store(batch_records, Ordering::Relaxed);
+                        part.template_records
+                            .store(batch_records, Ordering::Relaxed);
                         // A copy, so the template does not pin the read buffer.
                         let mut tpl = BytesMut::from(&records[pos..end]);
                         // The leader epoch lies outside the CRC; match metadata.

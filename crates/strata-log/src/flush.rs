@@ -64,11 +64,31 @@ pub(crate) fn batches_of(
     Ok(out)
 }
 
+/// One WAL object being written: its bytes and each partition's share.
+pub(crate) struct Prepared {
+    key: String,
+    payload: PutPayload,
+    shares: Vec<Share>,
+    size: usize,
+    started: std::time::Instant,
+}
+
 impl Inner {
     /// Runs one flush if anything is pending; returns whether it wrote.
     /// Retries until the object is written and committed: acknowledged
     /// acks=1 data and waiting acks=all producers depend on it.
     pub(crate) async fn flush_once(&self, seq: u64) -> bool {
+        let Some(p) = self.prepare_flush(seq).await else {
+            return false;
+        };
+        self.put_flush(&p).await;
+        self.commit_flush(p).await;
+        true
+    }
+
+    /// Takes every led partition's unflushed batches into one object body, in
+    /// the order flushes are numbered; `None` when nothing is pending.
+    pub(crate) async fn prepare_flush(&self, seq: u64) -> Option<Prepared> {
         let partitions: Vec<Arc<Partition>> =
             self.partitions.read().await.values().cloned().collect();
         let mut body = BytesMut::new();
@@ -99,25 +119,40 @@ impl Inner {
             });
         }
         if shares.is_empty() {
-            return false;
+            return None;
         }
-        let size = body.len();
-        let started = std::time::Instant::now();
-        let payload = PutPayload::from(body.freeze());
-        let path = Path::from(key.as_str());
+        Some(Prepared {
+            key,
+            size: body.len(),
+            payload: PutPayload::from(body.freeze()),
+            shares,
+            started: std::time::Instant::now(),
+        })
+    }
+
+    /// Writes the object, retrying until it is stored. Several may be in flight.
+    pub(crate) async fn put_flush(&self, p: &Prepared) {
+        let path = Path::from(p.key.as_str());
         let mut attempt = 0u32;
         loop {
-            match self.store.put(&path, payload.clone()).await {
+            match self.store.put(&path, p.payload.clone()).await {
                 Ok(_) => break,
                 Err(e) => {
                     attempt += 1;
-                    tracing::warn!(key, attempt, error = %e, "wal put failed; retrying");
+                    tracing::warn!(key = p.key, attempt, error = %e, "wal put failed; retrying");
                     tokio::time::sleep(RETRY.backoff(attempt)).await;
                 }
             }
         }
-        let put_us = started.elapsed().as_micros() as u64;
-        let commits: Vec<WalCommit> = shares
+    }
+
+    /// Commits each partition's new end offset and moves the high watermarks.
+    /// Callers commit flushes in the order they were prepared: a partition's
+    /// ranges must join up.
+    pub(crate) async fn commit_flush(&self, p: Prepared) {
+        let put_us = p.started.elapsed().as_micros() as u64;
+        let commits: Vec<WalCommit> = p
+            .shares
             .iter()
             .map(|s| WalCommit {
                 tp: s.partition.tp.clone(),
@@ -131,12 +166,12 @@ impl Inner {
                 Ok(r) => break r,
                 Err(e) => {
                     attempt += 1;
-                    tracing::warn!(key, attempt, error = %e, "wal commit failed; retrying");
+                    tracing::warn!(key = p.key, attempt, error = %e, "wal commit failed; retrying");
                     tokio::time::sleep(RETRY.backoff(attempt)).await;
                 }
             }
         };
-        for (share, result) in shares.iter().zip(results) {
+        for (share, result) in p.shares.iter().zip(results) {
             match result {
                 Ok(()) => share.partition.advance_hw(share.range.last_offset + 1),
                 Err(e) => {
@@ -148,15 +183,14 @@ impl Inner {
             }
         }
         tracing::debug!(
-            key,
-            bytes = size,
-            partitions = shares.len(),
+            key = p.key,
+            bytes = p.size,
+            partitions = p.shares.len(),
             put_us,
-            total_us = started.elapsed().as_micros() as u64,
+            total_us = p.started.elapsed().as_micros() as u64,
             "wal flushed"
         );
         self.hw_changed.notify_waiters();
         self.backpressure.notify_waiters();
-        true
     }
 }

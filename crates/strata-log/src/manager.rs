@@ -73,6 +73,10 @@ pub struct ReadResult {
     pub batches: Vec<Bytes>,
 }
 
+/// WAL objects being written at once. One at a time made a large object (a
+/// slow store, or many MB pending) delay every acknowledgement behind it.
+const FLUSHES_IN_FLIGHT: usize = 4;
+
 pub(crate) struct Inner {
     pub config: LogConfig,
     pub store: Arc<dyn ObjectStore>,
@@ -86,6 +90,8 @@ pub(crate) struct Inner {
     pub reader: SegmentReader,
     pub shutdown: CancellationToken,
     seq: AtomicU64,
+    /// Flushes in flight (see [`FLUSHES_IN_FLIGHT`]).
+    pub(crate) flushes: Arc<tokio::sync::Semaphore>,
 }
 
 /// Handle to the log of one broker. Cheap to clone.
@@ -127,6 +133,7 @@ impl LogManager {
             reader,
             shutdown: CancellationToken::new(),
             seq: AtomicU64::new(0),
+            flushes: Arc::new(tokio::sync::Semaphore::new(FLUSHES_IN_FLIGHT)),
         });
         let this = Self { inner };
         this.collect_wal_garbage().await;
@@ -180,6 +187,12 @@ impl LogManager {
     /// Stops the loops after one last flush of everything pending.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
+        // Flushes already in flight commit first, so the last one joins up.
+        let _all = self
+            .inner
+            .flushes
+            .acquire_many(FLUSHES_IN_FLIGHT as u32)
+            .await;
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
         self.inner.flush_once(seq).await;
         self.inner.reader.close().await;
@@ -457,14 +470,40 @@ impl Inner {
         let period = Duration::from_millis(self.config.wal_flush_ms.max(1));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (first, mut last_commit) = tokio::sync::oneshot::channel::<()>();
+        let _ = first.send(());
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = tick.tick() => {}
                 _ = self.flush_now.notified() => {}
             }
+            // A permit per flush in flight; waiting here when all are taken
+            // is what keeps PUTs to one per tick under a slow store.
+            let Ok(permit) = self.flushes.clone().acquire_owned().await else {
+                return;
+            };
+            if self.shutdown.is_cancelled() {
+                // The final flush in `shutdown` takes what is left.
+                return;
+            }
             let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-            self.flush_once(seq).await;
+            let Some(prepared) = self.prepare_flush(seq).await else {
+                continue;
+            };
+            let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
+            let previous = std::mem::replace(&mut last_commit, done_rx);
+            let inner = self.clone();
+            tokio::spawn(async move {
+                // Objects are written side by side, so one slow PUT of a large
+                // object no longer holds every later one back; commits still go
+                // in order.
+                inner.put_flush(&prepared).await;
+                let _ = previous.await;
+                inner.commit_flush(prepared).await;
+                let _ = done.send(());
+                drop(permit);
+            });
         }
     }
 
