@@ -1,0 +1,88 @@
+"""Renders benches/run.sh's results.json as the Markdown tables the README carries.
+
+    python3 benches/markdown.py target/bench/results.json
+"""
+
+import json
+import sys
+
+TARGETS = ["strata-s3", "strata-local", "tansu-s3", "tansu-memory", "kafka", "null-sink"]
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def main(path):
+    doc = json.load(open(path))
+    rows = doc["rows"]
+    present = [t for t in TARGETS if any(r["target"] == t for r in rows)]
+    keys = []
+    for r in rows:
+        if r["workload"] != "throughput":
+            continue
+        k = (r["records"], r["record_bytes"], r["partitions"], r["acks"])
+        if k not in keys:
+            keys.append(k)
+    by = {(r["target"], r["workload"], r["records"], r["record_bytes"], r["partitions"], r["acks"]): r
+          for r in rows}
+
+    for side, field in (("produce", "produce_msgs_per_s"), ("consume", "consume_msgs_per_s")):
+        print(f"**{side}, msg/s** (MB/s = msg/s × record bytes / 10⁶)\n")
+        print("| records × bytes | parts | acks | " + " | ".join(present) + " |")
+        print("|---|---|---|" + "---|" * len(present))
+        for (n, s, p, a) in keys:
+            cells = [fmt(by.get((t, "throughput", n, s, p, a), {}).get(field)) for t in present]
+            print(f"| {n:,} × {s} | {p} | {a} | " + " | ".join(cells) + " |")
+        print()
+
+    print("**broker CPU seconds (produce + consume) / peak RSS MiB / store PUTs per s while producing**\n")
+    print("| records × bytes | parts | acks | " + " | ".join(present) + " |")
+    print("|---|---|---|" + "---|" * len(present))
+    for (n, s, p, a) in keys:
+        cells = []
+        for t in present:
+            r = by.get((t, "throughput", n, s, p, a))
+            if not r:
+                cells.append("-")
+                continue
+            cpu = r["broker_cpu_produce_s"] + r["broker_cpu_consume_s"]
+            puts = r["store_puts_per_s"]
+            cells.append(f"{cpu:.1f} / {r['broker_peak_rss_mib']:.0f}"
+                         + (f" / {puts:.0f}" if puts is not None else ""))
+        print(f"| {n:,} × {s} | {p} | {a} | " + " | ".join(cells) + " |")
+    print()
+
+    lat = [r for r in rows if r["workload"] == "e2e-latency"]
+    if lat:
+        rate = doc["settings"]["latency_rate"]
+        print(f"**end-to-end latency at {rate:,} records/s** (100 B, 1 partition, acks=all, "
+              f"linger.ms={doc['settings'].get('latency_linger_ms', 0)}), ms\n")
+        print("| target | e2e p50 | e2e p99 | e2e p99.9 | ack p50 | ack p99 | ack p99.9 | store PUT p99 |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in lat:
+            print(f"| {r['target']} | {fmt(r['p50_ms'], 1)} | {fmt(r['p99_ms'], 1)} | "
+                  f"{fmt(r['p999_ms'], 1)} | {fmt(r['ack_p50_ms'], 1)} | {fmt(r['ack_p99_ms'], 1)} | "
+                  f"{fmt(r['ack_p999_ms'], 1)} | {fmt(r['store_put_p99_ms'], 1)} |")
+        print()
+    for r in rows:
+        if r["workload"] == "cold-replay":
+            print(f"**cold replay** of {r['records']:,} × {r['record_bytes']} B from s3s-fs after a "
+                  f"restart with the cache deleted: {fmt(r['consume_mb_per_s'], 1)} MB/s "
+                  f"({fmt(r['store_gets_per_s'])} GETs/s); the same objects read by ranged GETs "
+                  f"(8 MiB, 8 in flight): {fmt(r['raw_get_mb_per_s'], 1)} MB/s.\n")
+    checks = doc.get("checks", [])
+    if checks:
+        passed = sum(1 for c in checks if c["pass"])
+        print(f"Targets: {passed} of {len(checks)} checks pass; misses:\n")
+        for c in checks:
+            if not c["pass"]:
+                op = ">=" if c["at_least"] else "<="
+                print(f"- {c['check']}: {c['value']:.2f} (target {op} {c['limit']:.2f})")
+        print()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "target/bench/results.json")
