@@ -183,8 +183,12 @@ impl SegmentReader {
             }
             Err(e) => tracing::debug!(key = seg.key, error = %e, "sealed footer not cached"),
         }
+        // Memory only: the bytes are in the bucket and, on a local store, on this
+        // very disk already; writing them to the disk tier as well made every
+        // produced byte cost a third write. A replay that reads them back from the
+        // bucket later fills the disk tier then.
         for (rg, data) in row_groups.into_iter().enumerate() {
-            self.cache.insert(Self::cache_key(seg, rg), data);
+            self.cache.memory().insert(Self::cache_key(seg, rg), data);
         }
     }
 

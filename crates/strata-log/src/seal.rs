@@ -65,6 +65,8 @@ pub(crate) async fn maybe_seal(inner: &Arc<Inner>, part: &Arc<Partition>, force:
             }
             st.mem_since_ms = if st.mem.is_empty() { None } else { Some(now) };
             st.segments.push(entry);
+            drop(st);
+            inner.backpressure.notify_waiters();
             true
         }
         Err(e) => {
