@@ -141,6 +141,25 @@ impl Broker {
             .filter(|(id, _)| *id != self.config.node_id)
     }
 
+    /// A partition this broker was just given is still opening (its WAL tail
+    /// is being read back, right after a restart or a takeover): wait for it,
+    /// briefly, so clients see this broker as its leader rather than none, an
+    /// answer some client calls (librdkafka's watermark query) do not retry.
+    pub async fn await_own_open(&self, tp: &strata_common::TopicPartition) {
+        let assigned_here = || {
+            self.membership
+                .leader(tp)
+                .is_some_and(|(id, _)| id == self.config.node_id)
+        };
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        while assigned_here()
+            && self.log.partition(tp).await.is_none()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// The broker that coordinates `group`: a stable hash of the group id
     /// over the live brokers sorted by id, so every broker agrees without
     /// asking, and a group moves only when the set of brokers changes.

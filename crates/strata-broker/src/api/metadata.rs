@@ -156,6 +156,7 @@ pub(crate) async fn describe_topic(
     let mut parts = Vec::new();
     for p in 0..t.partitions {
         let tp = TopicPartition::new(t.name.as_str(), p);
+        broker.await_own_open(&tp).await;
         let (code, leader, epoch) = match broker.leader_of(&tp).await {
             Some((leader, epoch)) => (codes::NONE, leader, epoch),
             None => (codes::LEADER_NOT_AVAILABLE, -1, -1),
