@@ -39,6 +39,23 @@ impl ProducerContext for Latencies {
     }
 }
 
+/// Sends one record, waiting for room while the client's queue is full.
+fn send<'a>(
+    producer: &BaseProducer<Latencies>,
+    mut rec: BaseRecord<'a, (), [u8], Box<Instant>>,
+) -> anyhow::Result<()> {
+    loop {
+        match producer.send(rec) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                rec = back;
+                producer.poll(Duration::from_millis(1));
+            }
+            Err((e, _)) => bail!("produce failed: {e}"),
+        }
+    }
+}
+
 pub fn create_topic(addr: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", addr)
@@ -81,20 +98,11 @@ pub fn produce(
     let start = Instant::now();
     for i in 0..records {
         let p = (i % partitions as usize) as i32;
-        let mut rec =
+        let rec =
             BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(topic, Box::new(Instant::now()))
                 .payload(payloads.get(i, size))
                 .partition(p);
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    rec = back;
-                    producer.poll(Duration::from_millis(1));
-                }
-                Err((e, _)) => bail!("produce failed: {e}"),
-            }
-        }
+        send(&producer, rec)?;
         if i % 1024 == 0 {
             producer.poll(Duration::ZERO);
         }
@@ -260,20 +268,11 @@ pub fn end_to_end(
         }
         payload[..8].copy_from_slice(&(epoch.elapsed().as_micros() as u64).to_le_bytes());
         payload[8] = u8::from(i >= warmup);
-        let mut rec =
+        let rec =
             BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(topic, Box::new(Instant::now()))
                 .payload(&payload[..])
                 .partition(0);
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    rec = back;
-                    producer.poll(Duration::from_millis(1));
-                }
-                Err((e, _)) => bail!("produce failed: {e}"),
-            }
-        }
+        send(&producer, rec)?;
         producer.poll(Duration::ZERO);
     }
     producer.flush(Duration::from_secs(60))?;
