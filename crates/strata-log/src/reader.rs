@@ -388,8 +388,8 @@ mod tests {
         assert_eq!(again.expect("served from the disk tier"), first);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_reads_of_a_cold_row_group_share_one_get() {
+    /// A memory-only reader over a counting store holding one segment.
+    async fn counted_reader() -> (SegmentReader, SegmentEntry, Arc<strata_store::StoreMetrics>) {
         let metrics = strata_store::StoreMetrics::new();
         let store: Arc<dyn ObjectStore> = Arc::new(strata_store::CountingStore::new(
             Arc::new(InMemory::new()),
@@ -409,16 +409,26 @@ mod tests {
             max_timestamp: 0,
             producers: None,
         };
-        let reader = SegmentReader::new(
-            store,
-            &CacheConfig {
-                memory_bytes: 64 << 20,
-                dir: None,
-                disk_bytes: 0,
-            },
-        )
-        .await
-        .unwrap();
+        let cache = CacheConfig {
+            memory_bytes: 64 << 20,
+            dir: None,
+            disk_bytes: 0,
+        };
+        let reader = SegmentReader::new(store, &cache).await.unwrap();
+        (reader, seg, metrics)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_reads_of_a_cold_row_group_share_one_get() {
+        // GETs one reader alone needs for row group 2 after its footer.
+        let one = {
+            let (reader, seg, metrics) = counted_reader().await;
+            let footer = reader.footer(&seg).await.unwrap();
+            let before = metrics.snapshot().gets;
+            reader.row_group(&seg, &footer, 2).await.unwrap();
+            metrics.snapshot().gets - before
+        };
+        let (reader, seg, metrics) = counted_reader().await;
         let footer = reader.footer(&seg).await.unwrap();
         let before = metrics.snapshot().gets;
         // Eight fetches wanting the same row group at once, as consumers of a
@@ -438,42 +448,11 @@ mod tests {
             "every reader got the same batches"
         );
         assert_eq!(chunks[0].first().map(|c| c.0), Some(400));
-        // One row group is one ranged GET per column chunk run the parquet
-        // reader asks for; what matters is that eight readers cost what one does.
-        let one = gets_for_one_row_group(&file, &seg).await;
+        // A row group is as many ranged GETs as the parquet reader asks for; what
+        // matters is that eight readers cost what one does.
         assert_eq!(
             gets, one,
             "eight concurrent readers caused {gets} GETs, one reader {one}"
         );
-    }
-
-    /// GETs one reader needs to load row group 2 of `file` after its footer.
-    async fn gets_for_one_row_group(file: &Bytes, seg: &SegmentEntry) -> u64 {
-        let metrics = strata_store::StoreMetrics::new();
-        let store: Arc<dyn ObjectStore> = Arc::new(strata_store::CountingStore::new(
-            Arc::new(InMemory::new()),
-            metrics.clone(),
-        ));
-        store
-            .put(
-                &Path::from(seg.key.as_str()),
-                PutPayload::from(file.clone()),
-            )
-            .await
-            .unwrap();
-        let reader = SegmentReader::new(
-            store,
-            &CacheConfig {
-                memory_bytes: 64 << 20,
-                dir: None,
-                disk_bytes: 0,
-            },
-        )
-        .await
-        .unwrap();
-        let footer = reader.footer(seg).await.unwrap();
-        let before = metrics.snapshot().gets;
-        reader.row_group(seg, &footer, 2).await.unwrap();
-        metrics.snapshot().gets - before
     }
 }
