@@ -191,7 +191,7 @@ fn serve(client: TcpStream, upstream: SocketAddr, counts: &Counts) -> io::Result
         copy_body(&mut from_client, &mut to_server, &req.body)?;
         to_server.flush()?;
         let mut out = io::BufWriter::with_capacity(256 << 10, &mut to_client);
-        let status = loop {
+        loop {
             let resp = read_head(&mut from_server, false)?
                 .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
             let status: u16 = resp
@@ -210,11 +210,10 @@ fn serve(client: TcpStream, upstream: SocketAddr, counts: &Counts) -> io::Result
                 resp.body
             };
             copy_body(&mut from_server, &mut out, &body)?;
-            break status;
-        };
+            break;
+        }
         out.flush()?;
         drop(out);
-        let _ = status;
         match method.as_str() {
             "PUT" | "POST" => {
                 counts.puts.fetch_add(1, Ordering::Relaxed);
