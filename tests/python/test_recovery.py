@@ -1,6 +1,8 @@
 """Recovery: kill -9 the broker, throw its cache away (keep its metadata), restart it:
 every record acknowledged with acks=all is served byte for byte at the same offset."""
 
+import os
+
 import pytest
 
 from kafka_util import assert_same, consume, create_topic, produce, unique, watermarks
@@ -24,6 +26,13 @@ def test_acknowledged_records_survive_kill9_and_lost_cache(strata, store, layout
     acked += produce(broker.bootstrap, topic,
                      [(b"p%d" % (i % PARTITIONS), b"explicit-%d" % i) for i in range(300)],
                      acks="all", partition=None)
+    # one request whose batches are both above and below the size from which a WAL
+    # object shares a batch's bytes instead of copying them
+    acked += produce(broker.bootstrap, topic,
+                     [(b"p%d" % (i % PARTITIONS),
+                       os.urandom(40_000) if i % PARTITIONS == 0 else b"small-%d" % i)
+                      for i in range(30)],
+                     acks="all", partition=None, linger_ms=50)
     for p in range(PARTITIONS):
         extra = produce(broker.bootstrap, topic, [(None, b"last-in-%d" % p)], acks="all",
                         partition=p)

@@ -123,9 +123,12 @@ pub(crate) fn frame<T: Encodable>(header: &RequestHeader, body: &T) -> Option<By
     let key = ApiKey::try_from(header.request_api_key).ok()?;
     let version = header.request_api_version;
     let hv = key.response_header_version(version);
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_i32(0);
     let rh = ResponseHeader::default().with_correlation_id(header.correlation_id);
+    // Sized up front: a fetch response of many MB grown by doubling cost a copy
+    // of everything already written at each step, in fresh pages each time.
+    let size = rh.compute_size(hv).unwrap_or(0) + body.compute_size(version).unwrap_or(0);
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(0);
     if let Err(e) = rh
         .encode(&mut buf, hv)
         .and_then(|_| body.encode(&mut buf, version))

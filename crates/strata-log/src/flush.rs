@@ -50,7 +50,10 @@ pub(crate) fn batches_of(
             last: h.last_offset(),
             max_ts: h.max_timestamp,
             append_ms: now_ms,
-            data: data.slice(r),
+            // Its own copy: a slice would keep the whole WAL object (every
+            // partition's share of it) alive for as long as this batch, in the
+            // tail and then in the segment cache, which weighs only the slice.
+            data: Bytes::copy_from_slice(&data[r]),
         });
     }
     if out.first().map(|b| b.base) != Some(range.base_offset)
@@ -62,6 +65,45 @@ pub(crate) fn batches_of(
         )));
     }
     Ok(out)
+}
+
+/// A WAL object's body built from the batches themselves: large batches are
+/// sent as they are, small ones are copied together so a body of thousands
+/// of 100-byte batches is not thousands of chunks. Copying every byte into
+/// one buffer was the broker's largest user-space copy on 1 KiB produce.
+#[derive(Default)]
+struct Body {
+    chunks: Vec<Bytes>,
+    small: BytesMut,
+    len: usize,
+}
+
+/// Batches at least this large go into the body without a copy.
+const SHARED_CHUNK_BYTES: usize = 32 << 10;
+
+impl Body {
+    fn push(&mut self, data: &Bytes) {
+        self.len += data.len();
+        if data.len() < SHARED_CHUNK_BYTES {
+            self.small.extend_from_slice(data);
+            return;
+        }
+        if !self.small.is_empty() {
+            self.chunks.push(self.small.split().freeze());
+        }
+        self.chunks.push(data.clone());
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn finish(mut self) -> PutPayload {
+        if !self.small.is_empty() {
+            self.chunks.push(self.small.freeze());
+        }
+        self.chunks.into_iter().collect()
+    }
 }
 
 /// One WAL object being written: its bytes and each partition's share.
@@ -91,7 +133,7 @@ impl Inner {
     pub(crate) async fn prepare_flush(&self, seq: u64) -> Option<Prepared> {
         let partitions: Vec<Arc<Partition>> =
             self.partitions.read().await.values().cloned().collect();
-        let mut body = BytesMut::new();
+        let mut body = Body::default();
         let mut shares = Vec::new();
         let key = wal_key(self.config.broker_id, &self.boot_id, seq);
         for p in partitions {
@@ -101,7 +143,7 @@ impl Inner {
             let start = body.len() as u64;
             let mut max_ts = i64::MIN;
             for b in &batches {
-                body.extend_from_slice(&b.data);
+                body.push(&b.data);
                 max_ts = max_ts.max(b.max_ts);
             }
             let range = WalRange {
@@ -124,7 +166,7 @@ impl Inner {
         Some(Prepared {
             key,
             size: body.len(),
-            payload: PutPayload::from(body.freeze()),
+            payload: body.finish(),
             shares,
             started: std::time::Instant::now(),
         })

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
     HybridCachePolicy,
@@ -27,6 +27,40 @@ use crate::LogError;
 /// One row group re-encoded: (first offset, last offset, batch bytes).
 type Chunk = Arc<Vec<(i64, i64, Bytes)>>;
 
+/// A cached row group: its batches, each its own `Bytes`. A just-sealed
+/// segment's groups are the very batches the unsealed tail held, shared
+/// rather than copied, so sealing does not hold every byte twice. On the
+/// disk tier it is the batches back to back, split again when read.
+#[derive(Clone)]
+pub(crate) struct Group(Chunk);
+
+impl Group {
+    fn bytes(&self) -> usize {
+        self.0.iter().map(|(_, _, b)| b.len()).sum()
+    }
+}
+
+impl foyer::Code for Group {
+    fn encode(&self, writer: &mut impl std::io::Write) -> foyer::Result<()> {
+        self.bytes().encode(writer)?;
+        for (_, _, b) in self.0.iter() {
+            writer.write_all(b).map_err(foyer::Error::io_error)?;
+        }
+        Ok(())
+    }
+
+    fn decode(reader: &mut impl std::io::Read) -> foyer::Result<Self> {
+        let data = Bytes::decode(reader)?;
+        chunk_of(&data).map(Group).map_err(|e| {
+            foyer::Error::new(foyer::ErrorKind::Parse, "cached row group").with_source(e)
+        })
+    }
+
+    fn estimated_size(&self) -> usize {
+        std::mem::size_of::<usize>() + self.bytes()
+    }
+}
+
 /// Where and how large the segment cache is.
 #[derive(Clone, Debug)]
 pub struct CacheConfig {
@@ -40,7 +74,7 @@ pub struct CacheConfig {
 pub(crate) struct SegmentReader {
     store: Arc<dyn ObjectStore>,
     /// Row groups as concatenated batches, keyed `<segment key>#<row group>`.
-    cache: HybridCache<String, Bytes>,
+    cache: HybridCache<String, Group>,
     footers: Arc<Mutex<HashMap<String, ArrowReaderMetadata>>>,
     /// Row groups being fetched and decoded, so every fetch and read-ahead that
     /// wants one while it loads waits for that one load. Without this, each
@@ -69,7 +103,7 @@ impl SegmentReader {
             .with_name("strata-segments")
             .with_policy(HybridCachePolicy::WriteOnInsertion)
             .memory(config.memory_bytes.max(1 << 20))
-            .with_weighter(|k: &String, v: &Bytes| k.len() + v.len())
+            .with_weighter(|k: &String, v: &Group| k.len() + v.bytes())
             .storage();
         let cache = match &config.dir {
             Some(dir) if config.disk_bytes > 0 => {
@@ -172,7 +206,7 @@ impl SegmentReader {
 
     /// Caches a just-sealed segment from what its writer holds: the footer parsed
     /// from the file bytes, and each row group as the batches it was written from.
-    pub(crate) fn insert_sealed(&self, seg: &SegmentEntry, file: &Bytes, row_groups: Vec<Bytes>) {
+    pub(crate) fn insert_sealed(&self, seg: &SegmentEntry, file: &Bytes, row_groups: Vec<Chunk>) {
         match ArrowReaderMetadata::load(file, Default::default()) {
             Ok(m) => {
                 let mut f = self.footers();
@@ -188,7 +222,9 @@ impl SegmentReader {
         // produced byte cost a third write. A replay that reads them back from the
         // bucket later fills the disk tier then.
         for (rg, data) in row_groups.into_iter().enumerate() {
-            self.cache.memory().insert(Self::cache_key(seg, rg), data);
+            self.cache
+                .memory()
+                .insert(Self::cache_key(seg, rg), Group(data));
         }
     }
 
@@ -214,7 +250,7 @@ impl SegmentReader {
     ) -> Result<Chunk, LogError> {
         let k = Self::cache_key(seg, rg);
         match self.cache.get(&k).await {
-            Ok(Some(e)) => return chunk_of(e.value()),
+            Ok(Some(e)) => return Ok(e.value().0.clone()),
             Ok(None) => {}
             Err(e) => tracing::debug!(key = k, error = %e, "segment cache read failed"),
         }
@@ -259,33 +295,28 @@ impl SegmentReader {
             .next_row_group()
             .await?
             .ok_or_else(|| LogError::Store(format!("{}: row group {rg} missing", seg.key)))?;
-        let (chunk, all) =
-            tokio::task::spawn_blocking(move || -> Result<(Chunk, Bytes), LogError> {
-                let arrow = rows
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| LogError::Store(format!("parquet: {e}")))?;
-                let mut groups = Vec::new();
-                for rb in &arrow {
-                    merge_groups(&mut groups, arrow_to_records(rb)?);
-                }
-                let out: Vec<_> = groups
-                    .iter()
-                    .filter(|(_, r)| !r.is_empty())
-                    .map(|(spec, records)| {
-                        let first = records[0].offset;
-                        let last = records[records.len() - 1].offset;
-                        (first, last, strata_format::encode_batch(spec, records))
-                    })
-                    .collect();
-                let mut all = BytesMut::with_capacity(out.iter().map(|(_, _, b)| b.len()).sum());
-                for (_, _, b) in &out {
-                    all.extend_from_slice(b);
-                }
-                Ok((Arc::new(out), all.freeze()))
-            })
-            .await
-            .map_err(|e| LogError::Store(format!("decode task: {e}")))??;
-        self.cache.insert(k.to_string(), all);
+        let chunk = tokio::task::spawn_blocking(move || -> Result<Chunk, LogError> {
+            let arrow = rows
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| LogError::Store(format!("parquet: {e}")))?;
+            let mut groups = Vec::new();
+            for rb in &arrow {
+                merge_groups(&mut groups, arrow_to_records(rb)?);
+            }
+            let out: Vec<_> = groups
+                .iter()
+                .filter(|(_, r)| !r.is_empty())
+                .map(|(spec, records)| {
+                    let first = records[0].offset;
+                    let last = records[records.len() - 1].offset;
+                    (first, last, strata_format::encode_batch(spec, records))
+                })
+                .collect();
+            Ok(Arc::new(out))
+        })
+        .await
+        .map_err(|e| LogError::Store(format!("decode task: {e}")))??;
+        self.cache.insert(k.to_string(), Group(chunk.clone()));
         Ok(chunk)
     }
 }

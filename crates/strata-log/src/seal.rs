@@ -106,6 +106,7 @@ async fn seal(
         row_group_rows: inner.config.row_group_rows,
         ..Default::default()
     };
+    let started = std::time::Instant::now();
     // Decoded a batch at a time: only one row group's records are in
     // memory beside the raw tail.
     let (file, row_groups) = tokio::task::spawn_blocking(move || {
@@ -114,21 +115,18 @@ async fn seal(
         // Each row group holds whole batches, so its cached form is the raw batches
         // it was written from: readers right behind the writer (a consumer a few
         // seconds back, a replay soon after) then never wait on a GET and decode.
-        let raw: Vec<bytes::Bytes> = groups
+        let raw: Vec<_> = groups
             .iter()
             .map(|g| {
-                let mut buf =
-                    bytes::BytesMut::with_capacity(g.iter().map(|&i| batches[i].data.len()).sum());
-                for &i in g {
-                    buf.extend_from_slice(&batches[i].data);
-                }
-                buf.freeze()
+                let group = g.iter().map(|&i| &batches[i]);
+                Arc::new(group.map(|b| (b.base, b.last, b.data.clone())).collect())
             })
             .collect();
         Ok::<_, LogError>((file, raw))
     })
     .await
     .map_err(|e| LogError::Store(format!("seal task: {e}")))??;
+    let encode_ms = started.elapsed().as_millis() as u64;
     let key = strata_common::segment_key(&part.tp.topic, part.tp.partition, base);
     let size = file.len() as u64;
     strata_store::put_large(
@@ -139,6 +137,7 @@ async fn seal(
     )
     .await
     .map_err(|e| LogError::Store(e.to_string()))?;
+    let put_ms = started.elapsed().as_millis() as u64 - encode_ms;
     let entry = SegmentEntry {
         base_offset: base,
         last_offset: last,
@@ -152,7 +151,11 @@ async fn seal(
         .commit_segment(&part.tp, epoch, entry.clone())
         .await?;
     inner.reader.insert_sealed(&entry, &file, row_groups);
-    tracing::debug!(tp = %part.tp, key, base, last, bytes = size, "segment sealed");
+    tracing::debug!(
+        tp = %part.tp, key, base, last, bytes = size, encode_ms, put_ms,
+        total_ms = started.elapsed().as_millis() as u64,
+        "segment sealed"
+    );
     delete_keys(inner.store.as_ref(), paths(orphans)).await;
     Ok((entry, producers))
 }

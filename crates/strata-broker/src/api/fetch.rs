@@ -92,13 +92,18 @@ async fn gather(
                     pd.log_start_offset = start_of(r.log_start_offset);
                     if !r.batches.is_empty() {
                         let size: usize = r.batches.iter().map(|b| b.len()).sum();
-                        let mut buf = BytesMut::with_capacity(size);
-                        for b in &r.batches {
-                            buf.extend_from_slice(b);
-                        }
+                        let records = if let [one] = &r.batches[..] {
+                            one.clone()
+                        } else {
+                            let mut buf = BytesMut::with_capacity(size);
+                            for b in &r.batches {
+                                buf.extend_from_slice(b);
+                            }
+                            buf.freeze()
+                        };
                         total += size;
                         remaining = remaining.saturating_sub(size);
-                        pd.records = Some(buf.freeze());
+                        pd.records = Some(records);
                     }
                 }
                 Err(e) => {
