@@ -76,11 +76,16 @@ def main(path):
     checks = doc.get("checks", [])
     if checks:
         passed = sum(1 for c in checks if c["pass"])
-        print(f"Targets: {passed} of {len(checks)} checks pass; misses:\n")
+        unreachable = sum(1 for c in checks if not c["pass"] and not c.get("reachable", True))
+        print(f"Targets: {passed} of {len(checks)} checks pass; of the misses, {unreachable} "
+              f"could not pass in this run even at the null sink's rate (marked below):\n")
         for c in checks:
             if not c["pass"]:
                 op = ">=" if c["at_least"] else "<="
-                print(f"- {c['check']}: {c['value']:.2f} (target {op} {c['limit']:.2f})")
+                note = ""
+                if not c.get("reachable", True):
+                    note = f"; unreachable: null sink / peer = {c['ceiling']:.2f}"
+                print(f"- {c['check']}: {c['value']:.2f} (target {op} {c['limit']:.2f}{note})")
         print()
 
 

@@ -56,11 +56,19 @@ fn send<'a>(
     }
 }
 
-pub fn create_topic(addr: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+pub fn create_topic(
+    addr: &str,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .create()?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
     let results = futures_block(admin.create_topics(&[new], &AdminOptions::new()))?;
     for r in results {
         r.map_err(|(t, e)| anyhow::anyhow!("creating {t}: {e}"))?;

@@ -12,7 +12,7 @@ mod report;
 mod target;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
@@ -114,7 +114,7 @@ fn throughput(
 ) -> anyhow::Result<Row> {
     let run = Running::start(kind, programs)?;
     let topic = "bench";
-    load::create_topic(&run.addr, topic, partitions)?;
+    load::create_topic(&run.addr, topic, partitions, &[])?;
     let pid = run.pid();
     let store_before = run.s3.as_ref().map(|s| s.counts.snapshot());
     let cpu0 = cpu_seconds(pid);
@@ -155,7 +155,7 @@ fn latency(
 ) -> anyhow::Result<Row> {
     let run = Running::start(kind, programs)?;
     let topic = "latency";
-    load::create_topic(&run.addr, topic, 1)?;
+    load::create_topic(&run.addr, topic, 1, &[])?;
     let cpu0 = cpu_seconds(run.pid());
     let store_before = run.s3.as_ref().map(|s| s.counts.snapshot());
     let paced = load::end_to_end(
@@ -193,8 +193,12 @@ fn cold_replay(
     let partitions = 8;
     let mut run = Running::start(Kind::StrataS3, programs)?;
     let topic = "cold";
-    load::create_topic(&run.addr, topic, partitions)?;
+    // Idle tails seal after 2 s (the default is 10 minutes), and the broker is
+    // stopped only once the store has been quiet: the replay then reads Parquet
+    // segments, not WAL objects reloaded into memory and sealed during the replay.
+    load::create_topic(&run.addr, topic, partitions, &[("segment.ms", "2000")])?;
     load::produce(&run.addr, topic, payloads, records, size, partitions, "1")?;
+    wait_for_quiet_store(&run, Duration::from_secs(5), Duration::from_secs(300))?;
     run.stop()?;
     let cache = run.dir.path().join("strata").join("cache");
     if cache.exists() {
@@ -228,6 +232,28 @@ fn cold_replay(
     row.raw_get_mb_s = Some(raw.bytes as f64 / 1e6 / raw.secs);
     row.raw_gets = Some(raw.gets);
     Ok(row)
+}
+
+/// Waits until the broker has written nothing to the store for `quiet` (its seals
+/// are done), or gives up after `limit`.
+fn wait_for_quiet_store(run: &Running, quiet: Duration, limit: Duration) -> anyhow::Result<()> {
+    let s3 = run.s3.as_ref().context("strata-s3 has a store")?;
+    let started = Instant::now();
+    let writes = || {
+        let s = s3.counts.snapshot();
+        s.puts + s.other
+    };
+    let (mut last, mut since) = (writes(), Instant::now());
+    while started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = writes();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() >= quiet {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("the broker still wrote to the store {limit:?} after producing")
 }
 
 fn list<T: std::str::FromStr>(s: &str) -> anyhow::Result<Vec<T>>

@@ -195,6 +195,9 @@ pub struct Check {
     pub limit: f64,
     /// True when the value must be at least the limit; false for at most.
     pub at_least: bool,
+    /// For a throughput ratio against a peer: the null sink's rate over the peer's,
+    /// the most any broker could reach in this run with this client on this machine.
+    pub ceiling: Option<f64>,
 }
 
 impl Check {
@@ -206,20 +209,30 @@ impl Check {
         }
     }
 
+    /// False when even the null sink would miss the target against this peer.
+    pub fn reachable(&self) -> bool {
+        self.ceiling.is_none_or(|c| c >= self.limit)
+    }
+
     pub fn line(&self) -> String {
-        format!(
+        let mut line = format!(
             "{} {}: {:.2} ({} {:.2})",
             if self.pass() { "PASS" } else { "MISS" },
             self.what,
             self.value,
             if self.at_least { ">=" } else { "<=" },
             self.limit
-        )
+        );
+        if let Some(c) = self.ceiling.filter(|_| !self.reachable()) {
+            line += &format!(" unreachable here: null-sink/peer is {c:.2}");
+        }
+        line
     }
 
     pub fn json(&self) -> serde_json::Value {
         json!({"check": self.what, "value": self.value, "limit": self.limit,
-               "at_least": self.at_least, "pass": self.pass()})
+               "at_least": self.at_least, "pass": self.pass(),
+               "ceiling": self.ceiling, "reachable": self.reachable()})
     }
 }
 
@@ -253,9 +266,20 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
             let Some(other) = find(theirs, r) else {
                 continue;
             };
-            for (side, a, b) in [
-                ("produce", r.produce_msgs_s, other.produce_msgs_s),
-                ("consume", r.consume_msgs_s, other.consume_msgs_s),
+            let null = find(Kind::NullSink, r).filter(|_| theirs != Kind::NullSink);
+            for (side, a, b, n) in [
+                (
+                    "produce",
+                    r.produce_msgs_s,
+                    other.produce_msgs_s,
+                    null.and_then(|n| n.produce_msgs_s),
+                ),
+                (
+                    "consume",
+                    r.consume_msgs_s,
+                    other.consume_msgs_s,
+                    null.and_then(|n| n.consume_msgs_s),
+                ),
             ] {
                 if let (Some(a), Some(b)) = (a, b) {
                     out.push(Check {
@@ -263,6 +287,7 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
                         value: a / b,
                         limit,
                         at_least: true,
+                        ceiling: n.map(|n| n / b),
                     });
                 }
             }
@@ -274,6 +299,7 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
                 value: r.peak_rss_mib,
                 limit: (cache_bytes >> 20) as f64 + 256.0,
                 at_least: false,
+                ceiling: None,
             });
         }
         if r.target == Kind::StrataS3 {
@@ -283,6 +309,7 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
                     value: puts,
                     limit: 1000.0 / flush_ms as f64,
                     at_least: false,
+                    ceiling: None,
                 });
             }
         }
@@ -300,6 +327,7 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
                     value: p99,
                     limit: flush_ms as f64 + put + 5.0,
                     at_least: false,
+                    ceiling: None,
                 });
             }
         }
@@ -311,6 +339,7 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
                     value: p99,
                     limit: k + flush_ms as f64,
                     at_least: false,
+                    ceiling: None,
                 });
             }
         }
@@ -322,6 +351,7 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
                 value: got / raw,
                 limit: 0.8,
                 at_least: true,
+                ceiling: None,
             });
         }
     }

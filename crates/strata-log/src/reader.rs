@@ -99,27 +99,49 @@ impl SegmentReader {
     pub async fn new(store: Arc<dyn ObjectStore>, config: &CacheConfig) -> Result<Self, LogError> {
         // Written to disk as soon as inserted: a row group read once during a
         // replay is then served locally even after memory dropped it.
-        let builder = HybridCacheBuilder::new()
-            .with_name("strata-segments")
-            .with_policy(HybridCachePolicy::WriteOnInsertion)
-            .memory(config.memory_bytes.max(1 << 20))
-            .with_weighter(|k: &String, v: &Group| k.len() + v.bytes())
-            .storage();
+        let memory_bytes = config.memory_bytes.max(1 << 20);
+        let builder = move || {
+            HybridCacheBuilder::new()
+                .with_name("strata-segments")
+                .with_policy(HybridCachePolicy::WriteOnInsertion)
+                .memory(memory_bytes)
+                .with_weighter(|k: &String, v: &Group| k.len() + v.bytes())
+                .storage()
+        };
         let cache = match &config.dir {
             Some(dir) if config.disk_bytes > 0 => {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| LogError::Store(format!("cache dir {}: {e}", dir.display())))?;
-                let device = FsDeviceBuilder::new(dir)
-                    .with_capacity(config.disk_bytes)
-                    .build()
-                    .map_err(|e| LogError::Store(format!("cache device: {e}")))?;
-                // A row group must fit in one block.
-                builder
-                    .with_engine_config(BlockEngineConfig::new(device).with_block_size(16 << 20))
-                    .build()
-                    .await
+                // Direct I/O: written through the page cache, filling the disk tier
+                // during a replay cost the broker as much CPU as every other copy
+                // together, and the page cache then held the bytes a second time.
+                // Some filesystems (tmpfs) refuse it; they get buffered writes.
+                let mut built = None;
+                for direct in [true, false] {
+                    let device = FsDeviceBuilder::new(dir)
+                        .with_capacity(config.disk_bytes)
+                        .with_direct(direct)
+                        .build()
+                        .map_err(|e| LogError::Store(format!("cache device: {e}")))?;
+                    // A row group must fit in one block.
+                    match builder()
+                        .with_engine_config(BlockEngineConfig::new(device).with_block_size(16 << 20))
+                        .build()
+                        .await
+                    {
+                        Ok(c) => {
+                            built = Some(Ok(c));
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::info!(dir = %dir.display(), direct, error = %e, "segment cache device refused");
+                            built = Some(Err(e));
+                        }
+                    }
+                }
+                built.expect("tried at least once")
             }
-            _ => builder.build().await,
+            _ => builder().build().await,
         }
         .map_err(|e| LogError::Store(format!("segment cache: {e}")))?;
         Ok(Self {
@@ -291,10 +313,13 @@ impl SegmentReader {
             ParquetRecordBatchStreamBuilder::new_with_metadata(self.file(seg), footer.clone())
                 .with_row_groups(vec![rg])
                 .build()?;
+        let started = std::time::Instant::now();
         let rows = stream
             .next_row_group()
             .await?
             .ok_or_else(|| LogError::Store(format!("{}: row group {rg} missing", seg.key)))?;
+        let get_ms = started.elapsed().as_millis() as u64;
+        tracing::debug!(key = k, get_ms, "row group fetched");
         let chunk = tokio::task::spawn_blocking(move || -> Result<Chunk, LogError> {
             let arrow = rows
                 .collect::<Result<Vec<_>, _>>()
@@ -316,6 +341,11 @@ impl SegmentReader {
         })
         .await
         .map_err(|e| LogError::Store(format!("decode task: {e}")))??;
+        tracing::debug!(
+            key = k,
+            total_ms = started.elapsed().as_millis() as u64,
+            "row group loaded"
+        );
         self.cache.insert(k.to_string(), Group(chunk.clone()));
         Ok(chunk)
     }

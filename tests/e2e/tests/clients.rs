@@ -338,3 +338,86 @@ async fn memory_budget_seals_tails_before_segment_bytes() {
     check(&seen, "m", 0);
     broker.stop().await;
 }
+
+/// A consumer of many partitions whose data is only in the bucket: one fetch asks
+/// for all of them, and the broker reads them at once rather than one GET after
+/// another, so the first records of every partition arrive in about one GET's time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_fetch_reads_its_cold_partitions_at_once() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+
+    const PARTITIONS: i32 = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        seal_check_ms: 50,
+        ..LogConfig::default()
+    };
+    let broker = TestBroker::start_with(dir.path(), config.clone()).await;
+    let b = broker.bootstrap();
+    create_topic(&b, "wide", PARTITIONS, &[("segment.ms", "100")]).await;
+    let p = producer(&b, "all", "none");
+    for part in 0..PARTITIONS {
+        send(&p, "wide", part, 50, "w").await;
+    }
+    drop(p);
+    // Every partition sealed whole: after the restart nothing is in memory.
+    for part in 0..PARTITIONS {
+        let tp = strata_common::TopicPartition::new("wide", part);
+        let mut sealed_to = -1;
+        for _ in 0..200 {
+            let m = broker.log.meta().manifest(&tp).await.unwrap();
+            sealed_to = m.segments.last().map_or(-1, |s| s.last_offset);
+            if sealed_to == 49 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(sealed_to, 49, "partition {part} not sealed");
+    }
+    broker.stop().await;
+
+    let broker = TestBroker::start_with(dir.path(), config).await;
+    let get = Duration::from_millis(400);
+    broker.faults.set_latency(get);
+    let b = broker.bootstrap();
+    let started = std::time::Instant::now();
+    let firsts = tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .set("group.id", "wide-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for part in 0..PARTITIONS {
+            tpl.add_partition_offset("wide", part, rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+        c.assign(&tpl).unwrap();
+        let mut firsts = std::collections::BTreeMap::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while firsts.len() < PARTITIONS as usize && std::time::Instant::now() < deadline {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                firsts.entry(m.partition()).or_insert(m.offset());
+            }
+        }
+        firsts
+    })
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        firsts.len(),
+        PARTITIONS as usize,
+        "partitions read: {firsts:?}"
+    );
+    assert!(firsts.values().all(|&o| o == 0), "{firsts:?}");
+    // Each cold partition costs two GETs (footer, row group). One after another
+    // that is 16 GETs; read at once, a few.
+    assert!(
+        took < get * 6,
+        "first records of {PARTITIONS} cold partitions took {took:?} with {get:?} per GET"
+    );
+    broker.stop().await;
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures::StreamExt;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, RequestHeader};
 use strata_common::TopicPartition;
@@ -45,6 +46,10 @@ pub(crate) async fn handle(
     }))
 }
 
+/// Partitions read at once by one fetch. Read one after another, a fetch of
+/// eight partitions replaying cold segments waited for eight GETs in a row.
+const READS_IN_PARALLEL: usize = 16;
+
 /// One pass over the requested partitions: (response, record bytes, whether
 /// any partition has an error the client must see now).
 async fn gather(
@@ -52,11 +57,36 @@ async fn gather(
     req: &FetchRequest,
     version: i16,
 ) -> (FetchResponse, usize, bool) {
-    let mut remaining = if req.max_bytes > 0 {
+    let max_bytes = if req.max_bytes > 0 {
         req.max_bytes as usize
     } else {
         usize::MAX
     };
+    // Every partition is read at once, each up to its own limit; the response's
+    // total limit is applied below in request order, as Kafka applies it.
+    let wanted: Vec<(TopicPartition, i64, usize)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                let tp = TopicPartition::new(t.topic.0.as_str(), p.partition);
+                let limit = (p.partition_max_bytes.max(0) as usize).min(max_bytes);
+                (tp, p.fetch_offset, limit)
+            })
+        })
+        .collect();
+    let mut reads = futures::stream::iter(wanted)
+        .map(|(tp, offset, limit)| {
+            let broker = broker.clone();
+            async move {
+                if limit == 0 {
+                    return None;
+                }
+                Some(broker.log.read(&tp, offset, limit).await)
+            }
+        })
+        .buffered(READS_IN_PARALLEL);
+    let mut remaining = max_bytes;
     let mut total = 0usize;
     let mut errors = false;
     let mut topics = Vec::new();
@@ -65,6 +95,7 @@ async fn gather(
         let name = t.topic.0.to_string();
         let mut parts = Vec::new();
         for p in &t.partitions {
+            let read = reads.next().await.flatten();
             let tp = TopicPartition::new(name.as_str(), p.partition);
             let mut pd = PartitionData::default()
                 .with_partition_index(p.partition)
@@ -74,39 +105,52 @@ async fn gather(
                 .with_preferred_read_replica(BrokerId(-1));
             let start_of = |s: i64| if v5 { s } else { -1 };
             let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
-            if limit == 0 {
-                // Kafka still returns at least one batch for the first
-                // partition; later ones wait for the next fetch.
-                if let Some(part) = broker.log.partition(&tp).await {
-                    pd.high_watermark = part.high_watermark();
-                    pd.last_stable_offset = pd.high_watermark;
-                    pd.log_start_offset = start_of(part.log_start_offset());
+            match read {
+                _ if limit == 0 => {
+                    // Kafka still returns at least one batch for the first
+                    // partition; later ones wait for the next fetch.
+                    if let Some(part) = broker.log.partition(&tp).await {
+                        pd.high_watermark = part.high_watermark();
+                        pd.last_stable_offset = pd.high_watermark;
+                        pd.log_start_offset = start_of(part.log_start_offset());
+                    }
                 }
-                parts.push(pd);
-                continue;
-            }
-            match broker.log.read(&tp, p.fetch_offset, limit).await {
-                Ok(r) => {
+                None => {}
+                Some(Ok(r)) => {
                     pd.high_watermark = r.high_watermark;
                     pd.last_stable_offset = r.high_watermark;
                     pd.log_start_offset = start_of(r.log_start_offset);
-                    if !r.batches.is_empty() {
-                        let size: usize = r.batches.iter().map(|b| b.len()).sum();
-                        let records = if let [one] = &r.batches[..] {
-                            one.clone()
-                        } else {
+                    // At least one batch, then as many as fit what is left.
+                    let mut size = 0usize;
+                    let keep = r
+                        .batches
+                        .iter()
+                        .take_while(|b| {
+                            let fits = size == 0 || size + b.len() <= limit;
+                            if fits {
+                                size += b.len();
+                            }
+                            fits
+                        })
+                        .count();
+                    let records = match &r.batches[..keep] {
+                        [] => None,
+                        [one] => Some(one.clone()),
+                        many => {
                             let mut buf = BytesMut::with_capacity(size);
-                            for b in &r.batches {
+                            for b in many {
                                 buf.extend_from_slice(b);
                             }
-                            buf.freeze()
-                        };
+                            Some(buf.freeze())
+                        }
+                    };
+                    if records.is_some() {
                         total += size;
                         remaining = remaining.saturating_sub(size);
-                        pd.records = Some(records);
+                        pd.records = records;
                     }
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     if let strata_log::LogError::OffsetOutOfRange { start, end, .. } = &e {
                         pd.high_watermark = *end;
                         pd.last_stable_offset = *end;
