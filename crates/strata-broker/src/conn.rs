@@ -18,7 +18,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, Pending, Reply};
+use crate::api::{self, PendingFrame, Reply};
+use crate::frame::Frame;
 use crate::Broker;
 
 /// Requests read ahead of the one being answered. acks=all produce requests
@@ -42,7 +43,7 @@ pub(crate) async fn run(
     let max = broker.config.max_request_bytes;
     let budget = Arc::new(Semaphore::new(PIPELINE_BYTES));
     let reader = tokio::spawn(read_frames(rd, tx, max, budget, peer));
-    let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let mut pending: FuturesOrdered<PendingFrame> = FuturesOrdered::new();
     let mut reading = true;
     loop {
         tokio::select! {
@@ -58,9 +59,16 @@ pub(crate) async fn run(
                     continue;
                 };
                 match handle_frame(&broker, frame, peer).await {
-                    Reply::Now(Some(b)) => pending.push_back(Box::pin(async move { Some(b) })),
+                    Reply::Now(Some(b)) => {
+                        pending.push_back(Box::pin(async move { Some(Frame::from(b)) }))
+                    }
                     Reply::Now(None) => {}
                     Reply::Later(f) => pending.push_back(Box::pin(async move {
+                        let resp = f.await;
+                        drop(permit);
+                        resp.map(Frame::from)
+                    })),
+                    Reply::LaterFrame(f) => pending.push_back(Box::pin(async move {
                         let resp = f.await;
                         drop(permit);
                         resp
@@ -69,8 +77,8 @@ pub(crate) async fn run(
                 }
             }
             Some(resp) = pending.next(), if !pending.is_empty() => {
-                if let Some(resp) = resp {
-                    if let Err(e) = wr.write_all(&resp).await {
+                if let Some(mut resp) = resp {
+                    if let Err(e) = wr.write_all_buf(&mut resp).await {
                         tracing::debug!(%peer, error = %e, "write failed; closing");
                         break;
                     }

@@ -5,6 +5,7 @@
 pub mod api;
 mod codes;
 mod conn;
+mod frame;
 pub mod group;
 pub mod membership;
 mod server;

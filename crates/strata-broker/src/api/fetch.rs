@@ -28,7 +28,7 @@ pub(crate) async fn handle(
         return Reply::frame(&header, &resp);
     }
     let broker = broker.clone();
-    Reply::Later(Box::pin(async move {
+    Reply::LaterFrame(Box::pin(async move {
         let wait = Duration::from_millis(req.max_wait_ms.clamp(0, 60_000) as u64);
         let deadline = tokio::time::Instant::now() + wait;
         let min_bytes = req.min_bytes.max(0) as usize;
@@ -39,7 +39,13 @@ pub(crate) async fn handle(
             let (resp, bytes, errors) = gather(&broker, &req, header.request_api_version).await;
             let now = tokio::time::Instant::now();
             if bytes >= min_bytes.max(1) || errors || now >= deadline {
-                return crate::conn::frame(&header, &resp);
+                // The batches are sent from the log's own buffers, not copied.
+                let shared = resp
+                    .responses
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().filter_map(|p| p.records.clone()))
+                    .collect();
+                return crate::frame::frame_sharing(&header, &resp, shared);
             }
             let _ = tokio::time::timeout_at(deadline, notified).await;
         }

@@ -27,10 +27,14 @@ use crate::Broker;
 /// A response that is not ready until durability or data arrives.
 pub(crate) type Pending = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
 
+/// A [`Pending`] response whose frame references buffers it did not copy.
+pub(crate) type PendingFrame = Pin<Box<dyn Future<Output = Option<crate::frame::Frame>> + Send>>;
+
 pub(crate) enum Reply {
     /// A response frame now (`None`: none is due, as for acks=0).
     Now(Option<Bytes>),
     Later(Pending),
+    LaterFrame(PendingFrame),
     Close,
 }
 

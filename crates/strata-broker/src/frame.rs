@@ -1,0 +1,254 @@
+//! Response frames made of several buffers, so a fetch response carries the
+//! log's record batches by reference instead of copying them into one buffer:
+//! a 50 MiB fetch answer used to be built twice (the batches joined, then the
+//! whole frame encoded), on the same cores that decode and serve replays.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::IoSlice;
+use std::ops::Range;
+
+use bytes::buf::UninitSlice;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::buf::ByteBufMut;
+use kafka_protocol::protocol::Encodable;
+
+/// A response frame: its buffers in order, written with vectored writes.
+pub(crate) struct Frame {
+    parts: VecDeque<Bytes>,
+    remaining: usize,
+}
+
+impl From<Bytes> for Frame {
+    fn from(b: Bytes) -> Self {
+        let remaining = b.len();
+        let parts = if b.is_empty() {
+            VecDeque::new()
+        } else {
+            VecDeque::from([b])
+        };
+        Frame { parts, remaining }
+    }
+}
+
+impl Buf for Frame {
+    fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.parts.front().map_or(&[], |b| b.as_ref())
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        assert!(cnt <= self.remaining, "advance past the end of a frame");
+        self.remaining -= cnt;
+        while cnt > 0 {
+            let front = self.parts.front_mut().expect("checked against remaining");
+            if cnt < front.len() {
+                front.advance(cnt);
+                return;
+            }
+            cnt -= front.len();
+            self.parts.pop_front();
+        }
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, part) in dst.iter_mut().zip(&self.parts) {
+            *slot = IoSlice::new(part);
+            n += 1;
+        }
+        n
+    }
+}
+
+/// Record sets at least this large are referenced; smaller ones are cheaper
+/// to copy than to write as a buffer of their own.
+const SHARE_MIN_BYTES: usize = 16 << 10;
+
+/// An encoding target that copies everything except the byte strings it was
+/// told it may share: when the encoder writes one of those, the bytes written
+/// so far become a part, and the shared `Bytes` the next one.
+struct SharingBuf {
+    head: BytesMut,
+    parts: VecDeque<Bytes>,
+    /// Length of `parts`: `head` starts at this offset of the frame.
+    done: usize,
+    shared: HashMap<(usize, usize), Bytes>,
+}
+
+impl SharingBuf {
+    fn cut(&mut self) {
+        if !self.head.is_empty() {
+            let head = self.head.split().freeze();
+            self.done += head.len();
+            self.parts.push_back(head);
+        }
+    }
+}
+
+// The one unsafe trait in the broker: kafka-protocol encodes into a `BufMut`, and
+// only a `BufMut` of our own can see a record set go by and keep a reference
+// instead of a copy.
+// SAFETY: every method hands on to `head`, whose `BufMut` implementation upholds
+// the contract; `put_slice` only adds finished parts in front of it.
+#[allow(unsafe_code)]
+unsafe impl BufMut for SharingBuf {
+    fn remaining_mut(&self) -> usize {
+        self.head.remaining_mut()
+    }
+
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        // SAFETY: the caller initialised `cnt` bytes of `head.chunk_mut()`.
+        unsafe { self.head.advance_mut(cnt) }
+    }
+
+    fn chunk_mut(&mut self) -> &mut UninitSlice {
+        self.head.chunk_mut()
+    }
+
+    fn put_slice(&mut self, src: &[u8]) {
+        if src.len() >= SHARE_MIN_BYTES {
+            if let Some(b) = self.shared.get(&(src.as_ptr() as usize, src.len())) {
+                let b = b.clone();
+                self.cut();
+                self.done += b.len();
+                self.parts.push_back(b);
+                return;
+            }
+        }
+        self.head.extend_from_slice(src);
+    }
+}
+
+// Offsets are the frame's; the encoder only seeks within what it has not
+// handed on (responses compute their sizes up front instead of back-patching).
+impl ByteBufMut for SharingBuf {
+    fn offset(&self) -> usize {
+        self.done + self.head.len()
+    }
+
+    fn seek(&mut self, offset: usize) {
+        ByteBufMut::seek(&mut self.head, offset - self.done)
+    }
+
+    fn range(&mut self, r: Range<usize>) -> &mut [u8] {
+        self.head.range(r.start - self.done..r.end - self.done)
+    }
+}
+
+/// Encodes a response frame (size, header, body) whose byte strings found in
+/// `shared` are referenced rather than copied.
+pub(crate) fn frame_sharing<T: Encodable>(
+    header: &RequestHeader,
+    body: &T,
+    shared: Vec<Bytes>,
+) -> Option<Frame> {
+    let key = ApiKey::try_from(header.request_api_key).ok()?;
+    let version = header.request_api_version;
+    let hv = key.response_header_version(version);
+    let rh = ResponseHeader::default().with_correlation_id(header.correlation_id);
+    let size = rh
+        .compute_size(hv)
+        .and_then(|h| Ok(h + body.compute_size(version)?));
+    let size = match size.map(i32::try_from) {
+        Ok(Ok(size)) => size,
+        Ok(Err(_)) | Err(_) => {
+            tracing::warn!(api = ?key, version, "response too large to frame");
+            return None;
+        }
+    };
+    let shared_len: usize = shared.iter().map(|b| b.len()).sum();
+    let mut buf = SharingBuf {
+        head: BytesMut::with_capacity((4 + size as usize).saturating_sub(shared_len)),
+        parts: VecDeque::new(),
+        done: 0,
+        shared: shared
+            .into_iter()
+            .filter(|b| b.len() >= SHARE_MIN_BYTES)
+            .map(|b| ((b.as_ptr() as usize, b.len()), b))
+            .collect(),
+    };
+    buf.put_i32(size);
+    if let Err(e) = rh
+        .encode(&mut buf, hv)
+        .and_then(|_| body.encode(&mut buf, version))
+    {
+        tracing::warn!(api = ?key, version, error = %e, "encoding response failed");
+        return None;
+    }
+    buf.cut();
+    let remaining = buf.done;
+    debug_assert_eq!(remaining, 4 + size as usize);
+    Some(Frame {
+        parts: buf.parts,
+        remaining,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::{FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    fn response(records: &[Bytes]) -> FetchResponse {
+        let partitions = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                PartitionData::default()
+                    .with_partition_index(i as i32)
+                    .with_records(Some(r.clone()))
+            })
+            .collect();
+        FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(partitions)])
+    }
+
+    fn header(version: i16) -> RequestHeader {
+        RequestHeader::default()
+            .with_request_api_key(ApiKey::Fetch as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+    }
+
+    #[test]
+    fn a_shared_frame_is_byte_for_byte_the_copied_one_and_references_large_record_sets() {
+        let large = Bytes::from(vec![0xAB; 100_000]);
+        let small = Bytes::from(vec![0xCD; 100]);
+        let other = Bytes::from(vec![0xEF; 50_000]);
+        let records = vec![large.clone(), small.clone(), other.clone()];
+        for version in [4, 11, 12, 16] {
+            let resp = response(&records);
+            let copied = crate::conn::frame(&header(version), &resp).unwrap();
+            let mut frame = frame_sharing(&header(version), &resp, records.clone()).unwrap();
+            assert_eq!(frame.remaining(), copied.len(), "version {version}");
+            let shared: Vec<_> = frame.parts.iter().map(|p| p.as_ptr()).collect();
+            assert!(shared.contains(&large.as_ptr()), "version {version}");
+            assert!(shared.contains(&other.as_ptr()), "version {version}");
+            assert!(!shared.contains(&small.as_ptr()), "version {version}");
+            let joined = frame.copy_to_bytes(frame.remaining());
+            assert_eq!(joined, copied, "version {version}");
+        }
+    }
+
+    #[test]
+    fn a_frame_is_consumed_across_its_parts() {
+        let mut frame = Frame {
+            parts: VecDeque::from([Bytes::from_static(b"abc"), Bytes::from_static(b"defg")]),
+            remaining: 7,
+        };
+        let mut slices = [IoSlice::new(&[]); 4];
+        assert_eq!(frame.chunks_vectored(&mut slices), 2);
+        frame.advance(4);
+        assert_eq!(frame.chunk(), b"efg");
+        assert_eq!(frame.remaining(), 3);
+        frame.advance(3);
+        assert!(!frame.has_remaining());
+    }
+}
