@@ -223,7 +223,7 @@ impl Check {
             if self.at_least { ">=" } else { "<=" },
             self.limit
         );
-        if let Some(c) = self.ceiling.filter(|_| !self.reachable()) {
+        if let Some(c) = self.ceiling.filter(|_| !self.pass() && !self.reachable()) {
             line += &format!(" unreachable here: null-sink/peer is {c:.2}");
         }
         line
