@@ -7,7 +7,7 @@
 #   bash benches/run.sh [strata-bench flags...]     e.g. --targets strata-local,kafka
 #
 # Results: target/bench/results.txt (the table), target/bench/results.json (every row),
-# target/bench/kafka-tools.txt (Kafka's tools). Installed programs are cached under
+# target/bench/kafka-tools.txt (Kafka's tools; their full output in target/bench/kafka-tools/). Installed programs are cached under
 # $STRATA_BENCH_CACHE (default ~/.cache/strata-bench): Tansu's build takes ~17 minutes once.
 # STRATA_BENCH_KAFKA_TOOLS=0 skips the Kafka tools pass.
 set -euo pipefail
@@ -68,7 +68,7 @@ if [ "${STRATA_BENCH_KAFKA_TOOLS:-1}" != 0 ]; then
     fi
     pid=$!
     wait_port "$p"
-    bash benches/kafka/perf.sh "127.0.0.1:$p" "$target" 2>&1 | sed "s/^/$target: /" | tee -a "$OUT/kafka-tools.txt"
+    bash benches/kafka/perf.sh "127.0.0.1:$p" "$OUT/kafka-tools/$target" 2>&1 | sed "s/^/$target: /" | tee -a "$OUT/kafka-tools.txt"
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     rm -rf "$dir"
