@@ -7,10 +7,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
@@ -126,27 +126,9 @@ async fn read_frames(
     }
 }
 
-/// Encodes a response frame: size, header, body.
+/// Encodes a response frame: size, header, body, in one buffer.
 pub(crate) fn frame<T: Encodable>(header: &RequestHeader, body: &T) -> Option<Bytes> {
-    let key = ApiKey::try_from(header.request_api_key).ok()?;
-    let version = header.request_api_version;
-    let hv = key.response_header_version(version);
-    let rh = ResponseHeader::default().with_correlation_id(header.correlation_id);
-    // Sized up front: a fetch response of many MB grown by doubling cost a copy
-    // of everything already written at each step, in fresh pages each time.
-    let size = rh.compute_size(hv).unwrap_or(0) + body.compute_size(version).unwrap_or(0);
-    let mut buf = BytesMut::with_capacity(4 + size);
-    buf.put_i32(0);
-    if let Err(e) = rh
-        .encode(&mut buf, hv)
-        .and_then(|_| body.encode(&mut buf, version))
-    {
-        tracing::warn!(api = ?key, version, error = %e, "encoding response failed");
-        return None;
-    }
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    Some(buf.freeze())
+    crate::frame::frame_sharing(header, body, Vec::new()).map(Frame::into_bytes)
 }
 
 async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes, peer: SocketAddr) -> Reply {

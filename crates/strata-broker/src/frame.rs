@@ -31,6 +31,17 @@ impl From<Bytes> for Frame {
     }
 }
 
+impl Frame {
+    /// The frame as one buffer (joined only if it has several parts).
+    pub(crate) fn into_bytes(mut self) -> Bytes {
+        match self.parts.len() {
+            0 => Bytes::new(),
+            1 => self.parts.pop_front().unwrap_or_default(),
+            _ => self.copy_to_bytes(self.remaining),
+        }
+    }
+}
+
 impl Buf for Frame {
     fn remaining(&self) -> usize {
         self.remaining
@@ -140,7 +151,9 @@ impl ByteBufMut for SharingBuf {
 }
 
 /// Encodes a response frame (size, header, body) whose byte strings found in
-/// `shared` are referenced rather than copied.
+/// `shared` are referenced rather than copied. The size is computed first, so
+/// the frame is written once into a buffer of the right size (growing one by
+/// doubling copied a many-MB fetch answer again at each step).
 pub(crate) fn frame_sharing<T: Encodable>(
     header: &RequestHeader,
     body: &T,

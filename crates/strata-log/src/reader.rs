@@ -73,7 +73,7 @@ pub struct CacheConfig {
 #[derive(Clone)]
 pub(crate) struct SegmentReader {
     store: Arc<dyn ObjectStore>,
-    /// Row groups as concatenated batches, keyed `<segment key>#<row group>`.
+    /// Row groups as their batches, keyed `<segment key>#<row group>`.
     cache: HybridCache<String, Group>,
     footers: Arc<Mutex<HashMap<String, ArrowReaderMetadata>>>,
     /// Row groups being fetched and decoded, so every fetch and read-ahead that
@@ -95,19 +95,40 @@ fn chunk_of(data: &Bytes) -> Result<Chunk, LogError> {
     Ok(Arc::new(out))
 }
 
+/// The segment cache: `memory` bytes, then (folder, bytes, direct I/O) on disk.
+async fn build_cache(
+    memory: usize,
+    disk: Option<(&std::path::Path, usize, bool)>,
+) -> Result<HybridCache<String, Group>, LogError> {
+    // Written to disk as soon as inserted: a row group read once during a
+    // replay is then served locally even after memory dropped it.
+    let builder = HybridCacheBuilder::new()
+        .with_name("strata-segments")
+        .with_policy(HybridCachePolicy::WriteOnInsertion)
+        .memory(memory)
+        .with_weighter(|k: &String, v: &Group| k.len() + v.bytes())
+        .storage();
+    let built = match disk {
+        Some((dir, bytes, direct)) => {
+            let device = FsDeviceBuilder::new(dir)
+                .with_capacity(bytes)
+                .with_direct(direct)
+                .build()
+                .map_err(|e| LogError::Store(format!("cache device: {e}")))?;
+            // A row group must fit in one block.
+            builder
+                .with_engine_config(BlockEngineConfig::new(device).with_block_size(16 << 20))
+                .build()
+                .await
+        }
+        None => builder.build().await,
+    };
+    built.map_err(|e| LogError::Store(format!("segment cache: {e}")))
+}
+
 impl SegmentReader {
     pub async fn new(store: Arc<dyn ObjectStore>, config: &CacheConfig) -> Result<Self, LogError> {
-        // Written to disk as soon as inserted: a row group read once during a
-        // replay is then served locally even after memory dropped it.
-        let memory_bytes = config.memory_bytes.max(1 << 20);
-        let builder = move || {
-            HybridCacheBuilder::new()
-                .with_name("strata-segments")
-                .with_policy(HybridCachePolicy::WriteOnInsertion)
-                .memory(memory_bytes)
-                .with_weighter(|k: &String, v: &Group| k.len() + v.bytes())
-                .storage()
-        };
+        let memory = config.memory_bytes.max(1 << 20);
         let cache = match &config.dir {
             Some(dir) if config.disk_bytes > 0 => {
                 std::fs::create_dir_all(dir)
@@ -116,34 +137,16 @@ impl SegmentReader {
                 // during a replay cost the broker as much CPU as every other copy
                 // together, and the page cache then held the bytes a second time.
                 // Some filesystems (tmpfs) refuse it; they get buffered writes.
-                let mut built = None;
-                for direct in [true, false] {
-                    let device = FsDeviceBuilder::new(dir)
-                        .with_capacity(config.disk_bytes)
-                        .with_direct(direct)
-                        .build()
-                        .map_err(|e| LogError::Store(format!("cache device: {e}")))?;
-                    // A row group must fit in one block.
-                    match builder()
-                        .with_engine_config(BlockEngineConfig::new(device).with_block_size(16 << 20))
-                        .build()
-                        .await
-                    {
-                        Ok(c) => {
-                            built = Some(Ok(c));
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::info!(dir = %dir.display(), direct, error = %e, "segment cache device refused");
-                            built = Some(Err(e));
-                        }
+                match build_cache(memory, Some((dir, config.disk_bytes, true))).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::info!(dir = %dir.display(), error = %e, "segment cache without direct I/O");
+                        build_cache(memory, Some((dir, config.disk_bytes, false))).await?
                     }
                 }
-                built.expect("tried at least once")
             }
-            _ => builder().build().await,
-        }
-        .map_err(|e| LogError::Store(format!("segment cache: {e}")))?;
+            _ => build_cache(memory, None).await?,
+        };
         Ok(Self {
             store,
             cache,
@@ -319,7 +322,6 @@ impl SegmentReader {
             .await?
             .ok_or_else(|| LogError::Store(format!("{}: row group {rg} missing", seg.key)))?;
         let get_ms = started.elapsed().as_millis() as u64;
-        tracing::debug!(key = k, get_ms, "row group fetched");
         let chunk = tokio::task::spawn_blocking(move || -> Result<Chunk, LogError> {
             let arrow = rows
                 .collect::<Result<Vec<_>, _>>()
@@ -343,6 +345,7 @@ impl SegmentReader {
         .map_err(|e| LogError::Store(format!("decode task: {e}")))??;
         tracing::debug!(
             key = k,
+            get_ms,
             total_ms = started.elapsed().as_millis() as u64,
             "row group loaded"
         );
