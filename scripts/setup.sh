@@ -4,7 +4,8 @@
 # run takes seconds.
 #
 #   apt:    kcat, build tools and headers for native crates (librdkafka, openssl, zlib),
-#           a JDK 17 and Maven for tests/java, etcd (etcd-server) for cluster tests
+#           a JDK 17 and Maven for tests/java, etcd (etcd-server, and etcd-client's etcdctl) for
+#           cluster tests
 #   pip:    the pinned packages in tests/python/requirements.txt (clients, pyarrow,
 #           duckdb, moto's S3 server, boto3, pytest)
 #   cargo:  s3s-fs 0.14.1, the S3-protocol server the end-to-end tests run against
@@ -31,6 +32,7 @@ APT_PACKAGES=(
   libssl-dev zlib1g-dev librdkafka-dev
   openjdk-17-jdk-headless maven     # tests/java
   etcd-server               # `etcd` for the metadata service's etcd backend (deploy/local-cluster.sh, strata-meta tests/etcd.rs)
+  etcd-client               # `etcdctl`, which tests/etcd.rs uses to plant keys a dead replica left behind
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

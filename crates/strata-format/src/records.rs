@@ -2,14 +2,16 @@
 //! an uncompressed v2 batch. Used when sealing segments and when serving them, never on
 //! the produce hot path.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::batch::{
     check_length_and_crc, without_compression, BatchHeader, ATTRIBUTES_AT, BATCH_HEADER_LEN,
     CRC_AT, LOG_OVERHEAD, MAGIC_V2,
 };
 use crate::compression::{decompress, MAX_DECOMPRESSED_LEN};
-use crate::varint::{read_varint, read_varlong, write_varint, write_varlong};
+use crate::varint::{
+    read_varint, read_varlong, varint_len, varlong_len, write_varint, write_varlong,
+};
 use crate::FormatError;
 
 /// One record with absolute offset and timestamp.
@@ -180,55 +182,108 @@ fn take_nullable(buf: &Bytes, pos: &mut usize) -> Result<Option<Bytes>, FormatEr
 /// contiguous (deltas are stored per record), but each must lie within i32 of
 /// `spec.base_offset`, as in any Kafka batch; outside that range deltas wrap.
 pub fn encode_batch(spec: &BatchSpec, records: &[Record]) -> Bytes {
+    let refs: Vec<RecordRef<'_>> = records.iter().map(Record::as_ref).collect();
+    encode_batch_refs(spec, &refs)
+}
+
+/// A record whose key, value and headers are borrowed from where they are stored
+/// (Arrow arrays when serving a segment), so encoding copies each byte once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
+}
+
+impl Record {
+    pub fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_bytes(), v.as_deref()))
+                .collect(),
+        }
+    }
+}
+
+fn nullable_len(data: Option<&[u8]>) -> usize {
+    data.map_or(1, |d| varint_len(d.len() as i32) + d.len())
+}
+
+/// [`encode_batch`] for borrowed records. The batch is sized exactly before it is
+/// written: a served row group stays cached as these buffers, and one grown by doubling
+/// kept up to twice its length allocated.
+pub fn encode_batch_refs(spec: &BatchSpec, records: &[RecordRef<'_>]) -> Bytes {
     let base_timestamp = records.first().map_or(-1, |r| r.timestamp);
     let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
     let last_offset_delta = records
         .last()
         .map_or(0, |r| r.offset.wrapping_sub(spec.base_offset) as i32);
+    let body_len = |r: &RecordRef<'_>| -> usize {
+        1 + varlong_len(r.timestamp.wrapping_sub(base_timestamp))
+            + varint_len(r.offset.wrapping_sub(spec.base_offset) as i32)
+            + nullable_len(r.key)
+            + nullable_len(r.value)
+            + varint_len(r.headers.len() as i32)
+            + r.headers
+                .iter()
+                .map(|(k, v)| nullable_len(Some(k)) + nullable_len(*v))
+                .sum::<usize>()
+    };
+    let total = BATCH_HEADER_LEN
+        + records
+            .iter()
+            .map(|r| {
+                let n = body_len(r);
+                varint_len(n as i32) + n
+            })
+            .sum::<usize>();
 
-    let mut buf = BytesMut::with_capacity(BATCH_HEADER_LEN + records.len() * 32);
-    buf.put_i64(spec.base_offset);
-    buf.put_i32(0); // batch length, patched below
-    buf.put_i32(spec.partition_leader_epoch);
-    buf.put_i8(MAGIC_V2);
-    buf.put_u32(0); // crc, patched below
-    buf.put_i16(without_compression(spec.attributes));
-    buf.put_i32(last_offset_delta);
-    buf.put_i64(base_timestamp);
-    buf.put_i64(max_timestamp);
-    buf.put_i64(spec.producer_id);
-    buf.put_i16(spec.producer_epoch);
-    buf.put_i32(spec.base_sequence);
-    buf.put_i32(records.len() as i32);
+    let mut buf = Vec::with_capacity(total);
+    buf.extend_from_slice(&spec.base_offset.to_be_bytes());
+    buf.extend_from_slice(&0i32.to_be_bytes()); // batch length, patched below
+    buf.extend_from_slice(&spec.partition_leader_epoch.to_be_bytes());
+    buf.push(MAGIC_V2 as u8);
+    buf.extend_from_slice(&0u32.to_be_bytes()); // crc, patched below
+    buf.extend_from_slice(&without_compression(spec.attributes).to_be_bytes());
+    buf.extend_from_slice(&last_offset_delta.to_be_bytes());
+    buf.extend_from_slice(&base_timestamp.to_be_bytes());
+    buf.extend_from_slice(&max_timestamp.to_be_bytes());
+    buf.extend_from_slice(&spec.producer_id.to_be_bytes());
+    buf.extend_from_slice(&spec.producer_epoch.to_be_bytes());
+    buf.extend_from_slice(&spec.base_sequence.to_be_bytes());
+    buf.extend_from_slice(&(records.len() as i32).to_be_bytes());
 
-    let mut body = Vec::new();
-    let mut len_prefix = Vec::with_capacity(5);
     for record in records {
-        body.clear();
-        body.push(0); // record attributes: unused by Kafka
-        write_varlong(&mut body, record.timestamp.wrapping_sub(base_timestamp));
+        write_varint(&mut buf, body_len(record) as i32);
+        buf.push(0); // record attributes: unused by Kafka
+        write_varlong(&mut buf, record.timestamp.wrapping_sub(base_timestamp));
         write_varint(
-            &mut body,
+            &mut buf,
             record.offset.wrapping_sub(spec.base_offset) as i32,
         );
-        write_nullable(&mut body, record.key.as_deref());
-        write_nullable(&mut body, record.value.as_deref());
-        write_varint(&mut body, record.headers.len() as i32);
+        write_nullable(&mut buf, record.key);
+        write_nullable(&mut buf, record.value);
+        write_varint(&mut buf, record.headers.len() as i32);
         for (key, value) in &record.headers {
-            write_nullable(&mut body, Some(key.as_bytes()));
-            write_nullable(&mut body, value.as_deref());
+            write_nullable(&mut buf, Some(key));
+            write_nullable(&mut buf, *value);
         }
-        len_prefix.clear();
-        write_varint(&mut len_prefix, body.len() as i32);
-        buf.put_slice(&len_prefix);
-        buf.put_slice(&body);
     }
+    debug_assert_eq!(buf.len(), total, "batch sized exactly");
 
     let batch_length = (buf.len() - LOG_OVERHEAD) as i32;
     buf[8..12].copy_from_slice(&batch_length.to_be_bytes());
     let crc = crc32c::crc32c(&buf[ATTRIBUTES_AT..]);
     buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-    buf.freeze()
+    Bytes::from(buf)
 }
 
 fn write_nullable(out: &mut Vec<u8>, data: Option<&[u8]>) {

@@ -56,9 +56,37 @@ pub(crate) fn write_varlong(out: &mut Vec<u8>, value: i64) {
     write_unsigned(out, ((value << 1) ^ (value >> 63)) as u64);
 }
 
+fn unsigned_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Bytes [`write_varint`] writes for `value`.
+pub(crate) fn varint_len(value: i32) -> usize {
+    unsigned_len(u64::from(((value << 1) ^ (value >> 31)) as u32))
+}
+
+/// Bytes [`write_varlong`] writes for `value`.
+pub(crate) fn varlong_len(value: i64) -> usize {
+    unsigned_len(((value << 1) ^ (value >> 63)) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lengths_match_what_is_written() {
+        for v in [0, 1, -1, 63, -64, 64, -65, 8191, 8192, i32::MAX, i32::MIN] {
+            let mut buf = Vec::new();
+            write_varint(&mut buf, v);
+            assert_eq!(varint_len(v), buf.len(), "varint {v}");
+        }
+        for v in [0, 1, -1, 1 << 40, -(1 << 40), i64::MAX, i64::MIN] {
+            let mut buf = Vec::new();
+            write_varlong(&mut buf, v);
+            assert_eq!(varlong_len(v), buf.len(), "varlong {v}");
+        }
+    }
 
     #[test]
     fn varint_round_trip_edges() {

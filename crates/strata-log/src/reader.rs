@@ -18,7 +18,7 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use strata_format::segment::{arrow_to_records, merge_groups, row_groups_from_offset};
+use strata_format::segment::{arrow_to_batches, row_groups_from_offset};
 use strata_meta::SegmentEntry;
 use strata_store::ObjectFileReader;
 
@@ -81,7 +81,23 @@ pub(crate) struct SegmentReader {
     /// fetch of a cold replay started its own GET and decode of the groups
     /// already on their way: twice the GETs, and 2.6 GiB of RSS replaying 2 GiB.
     loading: Arc<Mutex<HashMap<String, Load>>>,
+    /// Decodes running at once, one per core. Every partition of a replay has
+    /// its groups and read-ahead loading together; decoded all at once, each
+    /// held its Arrow arrays and its re-encoded batches at the same time,
+    /// while the cores could only work on a few of them.
+    decoding: Arc<tokio::sync::Semaphore>,
+    /// Compressed bytes of the read-ahead loads under way, kept under
+    /// [`READ_AHEAD_BYTES`]: each partition of a replay reads two groups
+    /// ahead, and eight partitions' worth held 110 MiB of fetched row groups
+    /// waiting for a core to decode them.
+    ahead: Arc<std::sync::atomic::AtomicUsize>,
+    ahead_budget: usize,
 }
+
+/// Compressed bytes read ahead at once across all partitions: eight ranged
+/// GETs of a row group of 1 KiB records, about what the store serves at its
+/// full rate.
+const READ_AHEAD_BYTES: usize = 64 << 20;
 
 type Load = Shared<BoxFuture<'static, Result<Chunk, Arc<str>>>>;
 
@@ -152,6 +168,11 @@ impl SegmentReader {
             cache,
             footers: Arc::new(Mutex::new(HashMap::new())),
             loading: Arc::new(Mutex::new(HashMap::new())),
+            decoding: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
+            ahead: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            ahead_budget: READ_AHEAD_BYTES,
         })
     }
 
@@ -254,7 +275,19 @@ impl SegmentReader {
     }
 
     fn read_ahead(&self, seg: &SegmentEntry, footer: &ArrowReaderMetadata, rg: usize) {
+        use std::sync::atomic::Ordering;
         if self.cache.contains(&Self::cache_key(seg, rg)) {
+            return;
+        }
+        let size = footer.metadata().row_group(rg).compressed_size().max(0) as usize;
+        let under_budget = self
+            .ahead
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n == 0 || n + size <= self.ahead_budget).then_some(n + size)
+            })
+            .is_ok();
+        if !under_budget {
+            // The fetch that needs it loads it then.
             return;
         }
         let this = self.clone();
@@ -264,6 +297,7 @@ impl SegmentReader {
             if let Err(e) = this.row_group(&seg, &footer, rg).await {
                 tracing::debug!(key = seg.key, rg, error = %e, "read-ahead failed");
             }
+            this.ahead.fetch_sub(size, Ordering::AcqRel);
         });
     }
 
@@ -322,24 +356,16 @@ impl SegmentReader {
             .await?
             .ok_or_else(|| LogError::Store(format!("{}: row group {rg} missing", seg.key)))?;
         let get_ms = started.elapsed().as_millis() as u64;
+        let _decoding = self
+            .decoding
+            .acquire()
+            .await
+            .map_err(|e| LogError::Store(format!("decode: {e}")))?;
         let chunk = tokio::task::spawn_blocking(move || -> Result<Chunk, LogError> {
             let arrow = rows
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| LogError::Store(format!("parquet: {e}")))?;
-            let mut groups = Vec::new();
-            for rb in &arrow {
-                merge_groups(&mut groups, arrow_to_records(rb)?);
-            }
-            let out: Vec<_> = groups
-                .iter()
-                .filter(|(_, r)| !r.is_empty())
-                .map(|(spec, records)| {
-                    let first = records[0].offset;
-                    let last = records[records.len() - 1].offset;
-                    (first, last, strata_format::encode_batch(spec, records))
-                })
-                .collect();
-            Ok(Arc::new(out))
+            Ok(Arc::new(arrow_to_batches(&arrow)?))
         })
         .await
         .map_err(|e| LogError::Store(format!("decode task: {e}")))??;
@@ -518,5 +544,27 @@ mod tests {
             gets, one,
             "eight concurrent readers caused {gets} GETs, one reader {one}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn read_ahead_stops_at_its_byte_budget() {
+        use std::sync::atomic::Ordering;
+        // Reading the first row group reads groups 1 and 2 ahead; with a budget
+        // smaller than one group, only the first of them (one is always allowed).
+        for (budget, second_ahead) in [(READ_AHEAD_BYTES, true), (1, false)] {
+            let (mut reader, seg, _) = counted_reader().await;
+            reader.ahead_budget = budget;
+            let served = reader.read(&seg, 0, 1).await.unwrap();
+            assert_eq!(served.len(), 1);
+            for _ in 0..100 {
+                if reader.ahead.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            let cached = |rg| reader.cache.contains(&SegmentReader::cache_key(&seg, rg));
+            assert!(cached(1), "budget {budget}: the next group is read ahead");
+            assert_eq!(cached(2), second_ahead, "budget {budget}: group after it");
+        }
     }
 }

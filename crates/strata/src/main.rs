@@ -3,6 +3,7 @@
 //! `consume` are Kafka clients for any Kafka-compatible broker.
 
 mod cli;
+mod malloc;
 mod meta;
 mod serve;
 
@@ -55,12 +56,14 @@ fn main() -> anyhow::Result<()> {
         .init();
     let result = match cli.command {
         Command::Serve(args) => {
+            malloc::limit_arenas();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
             return runtime.block_on(serve::run(args));
         }
         Command::Meta(args) => {
+            malloc::limit_arenas();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

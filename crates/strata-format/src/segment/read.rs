@@ -12,11 +12,8 @@ use parquet::file::statistics::Statistics;
 
 use super::col;
 use crate::batch::without_compression;
-use crate::records::{encode_batch, BatchSpec, Record};
+use crate::records::{encode_batch_refs, BatchSpec, RecordRef};
 use crate::FormatError;
-
-/// Rows of one batch (or of a piece of one, see [`arrow_to_records`]).
-pub type BatchGroup = (BatchSpec, Vec<Record>);
 
 fn column<'a, T: Array + 'static>(
     rb: &'a RecordBatch,
@@ -49,95 +46,135 @@ fn required<'a, T: Array + 'static>(
     Ok(array)
 }
 
-fn binary(array: &BinaryArray, row: usize) -> Option<Bytes> {
-    (!array.is_null(row)).then(|| Bytes::copy_from_slice(array.value(row)))
+fn binary(array: &BinaryArray, row: usize) -> Option<&[u8]> {
+    (!array.is_null(row)).then(|| array.value(row))
 }
 
-/// Turns segment rows back into batches: consecutive rows with the same
-/// `batch_base_offset` form one group, whose spec carries that base offset, the batch
-/// attributes with the compression bits cleared, and the producer fields of the row.
-///
-/// Groups only within `rb`: a batch split across row groups or reader chunks comes out as
-/// two groups with the same base offset. Feed every `RecordBatch` of a read through
-/// [`merge_groups`] to rejoin them before encoding.
-pub fn arrow_to_records(rb: &RecordBatch) -> Result<Vec<BatchGroup>, FormatError> {
-    let offset = required::<Int64Array>(rb, col::OFFSET, "offset")?;
-    let timestamp = required::<TimestampMillisecondArray>(rb, col::TIMESTAMP, "timestamp")?;
-    let key = column::<BinaryArray>(rb, col::KEY, "key")?;
-    let value = column::<BinaryArray>(rb, col::VALUE, "value")?;
-    let headers = required::<ListArray>(rb, col::HEADERS, "headers")?;
-    let base_offset = required::<Int64Array>(rb, col::BATCH_BASE_OFFSET, "batch_base_offset")?;
-    let attributes = required::<Int16Array>(rb, col::BATCH_ATTRIBUTES, "batch_attributes")?;
-    let producer_id = required::<Int64Array>(rb, col::PRODUCER_ID, "producer_id")?;
-    let producer_epoch = required::<Int16Array>(rb, col::PRODUCER_EPOCH, "producer_epoch")?;
-    let base_sequence = required::<Int32Array>(rb, col::BASE_SEQUENCE, "base_sequence")?;
-    let leader_epoch =
-        required::<Int32Array>(rb, col::PARTITION_LEADER_EPOCH, "partition_leader_epoch")?;
+/// The typed columns of one Arrow batch of segment rows.
+struct Columns<'a> {
+    offset: &'a Int64Array,
+    timestamp: &'a TimestampMillisecondArray,
+    key: &'a BinaryArray,
+    value: &'a BinaryArray,
+    header_offsets: &'a [i32],
+    header_keys: &'a StringArray,
+    header_values: &'a BinaryArray,
+    base_offset: &'a Int64Array,
+    attributes: &'a Int16Array,
+    producer_id: &'a Int64Array,
+    producer_epoch: &'a Int16Array,
+    base_sequence: &'a Int32Array,
+    leader_epoch: &'a Int32Array,
+}
 
-    let header_structs = headers
-        .values()
-        .as_any()
-        .downcast_ref::<StructArray>()
-        .ok_or_else(|| FormatError::InvalidSegment("headers are not structs".into()))?;
-    let (header_keys, header_values) = match header_structs.columns() {
-        [k, v] => (
-            k.as_any().downcast_ref::<StringArray>(),
-            v.as_any().downcast_ref::<BinaryArray>(),
-        ),
-        _ => (None, None),
-    };
-    let (Some(header_keys), Some(header_values)) = (header_keys, header_values) else {
-        return Err(FormatError::InvalidSegment(
-            "headers have the wrong fields".into(),
-        ));
-    };
-    if header_keys.null_count() != 0 {
-        return Err(FormatError::InvalidSegment("null header key".into()));
+impl<'a> Columns<'a> {
+    fn of(rb: &'a RecordBatch) -> Result<Self, FormatError> {
+        let headers = required::<ListArray>(rb, col::HEADERS, "headers")?;
+        let header_structs = headers
+            .values()
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .ok_or_else(|| FormatError::InvalidSegment("headers are not structs".into()))?;
+        let (header_keys, header_values) = match header_structs.columns() {
+            [k, v] => (
+                k.as_any().downcast_ref::<StringArray>(),
+                v.as_any().downcast_ref::<BinaryArray>(),
+            ),
+            _ => (None, None),
+        };
+        let (Some(header_keys), Some(header_values)) = (header_keys, header_values) else {
+            return Err(FormatError::InvalidSegment(
+                "headers have the wrong fields".into(),
+            ));
+        };
+        if header_keys.null_count() != 0 {
+            return Err(FormatError::InvalidSegment("null header key".into()));
+        }
+        Ok(Columns {
+            offset: required(rb, col::OFFSET, "offset")?,
+            timestamp: required(rb, col::TIMESTAMP, "timestamp")?,
+            key: column(rb, col::KEY, "key")?,
+            value: column(rb, col::VALUE, "value")?,
+            header_offsets: headers.value_offsets(),
+            header_keys,
+            header_values,
+            base_offset: required(rb, col::BATCH_BASE_OFFSET, "batch_base_offset")?,
+            attributes: required(rb, col::BATCH_ATTRIBUTES, "batch_attributes")?,
+            producer_id: required(rb, col::PRODUCER_ID, "producer_id")?,
+            producer_epoch: required(rb, col::PRODUCER_EPOCH, "producer_epoch")?,
+            base_sequence: required(rb, col::BASE_SEQUENCE, "base_sequence")?,
+            leader_epoch: required(rb, col::PARTITION_LEADER_EPOCH, "partition_leader_epoch")?,
+        })
     }
-    let header_offsets = headers.value_offsets();
 
-    let mut groups: Vec<BatchGroup> = Vec::new();
-    for row in 0..rb.num_rows() {
-        let start = usize::try_from(header_offsets[row]).unwrap_or(0);
-        let end = usize::try_from(header_offsets[row + 1]).unwrap_or(0);
-        let record = Record {
-            offset: offset.value(row),
-            timestamp: timestamp.value(row),
-            key: binary(key, row),
-            value: binary(value, row),
+    fn spec(&self, row: usize) -> BatchSpec {
+        BatchSpec {
+            base_offset: self.base_offset.value(row),
+            partition_leader_epoch: self.leader_epoch.value(row),
+            attributes: without_compression(self.attributes.value(row)),
+            producer_id: self.producer_id.value(row),
+            producer_epoch: self.producer_epoch.value(row),
+            base_sequence: self.base_sequence.value(row),
+        }
+    }
+
+    fn record(&self, row: usize) -> RecordRef<'a> {
+        let start = usize::try_from(self.header_offsets[row]).unwrap_or(0);
+        let end = usize::try_from(self.header_offsets[row + 1]).unwrap_or(0);
+        RecordRef {
+            offset: self.offset.value(row),
+            timestamp: self.timestamp.value(row),
+            key: binary(self.key, row),
+            value: binary(self.value, row),
             headers: (start..end)
-                .map(|h| (header_keys.value(h).to_owned(), binary(header_values, h)))
+                .map(|h| {
+                    (
+                        self.header_keys.value(h).as_bytes(),
+                        binary(self.header_values, h),
+                    )
+                })
                 .collect(),
-        };
-        let spec = BatchSpec {
-            base_offset: base_offset.value(row),
-            partition_leader_epoch: leader_epoch.value(row),
-            attributes: without_compression(attributes.value(row)),
-            producer_id: producer_id.value(row),
-            producer_epoch: producer_epoch.value(row),
-            base_sequence: base_sequence.value(row),
-        };
-        match groups.last_mut() {
-            Some((last, records)) if last.base_offset == spec.base_offset => records.push(record),
-            _ => groups.push((spec, vec![record])),
         }
     }
-    Ok(groups)
 }
 
-/// Appends `more` to `acc`, joining the first group of `more` to the last of `acc` when
-/// they are pieces of the same batch (same base offset).
-pub fn merge_groups(acc: &mut Vec<BatchGroup>, more: Vec<BatchGroup>) {
-    let mut more = more.into_iter();
-    if let Some((spec, records)) = more.next() {
-        match acc.last_mut() {
-            Some((last, acc_records)) if last.base_offset == spec.base_offset => {
-                acc_records.extend(records)
+/// One re-encoded batch: its first and last record offsets and its bytes.
+pub type ServedBatch = (i64, i64, Bytes);
+
+/// Turns segment rows back into record batches: consecutive rows with the same
+/// `batch_base_offset` form one batch, whose header carries that base offset, the batch
+/// attributes with the compression bits cleared, and the producer fields of the row.
+/// Rows are read in place from the Arrow arrays, and a batch whose rows continue from
+/// one of `rbs` into the next (a reader hands out a row group in pieces) is one batch.
+pub fn arrow_to_batches(rbs: &[RecordBatch]) -> Result<Vec<ServedBatch>, FormatError> {
+    let columns = rbs.iter().map(Columns::of).collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::new();
+    let mut pending: Option<(BatchSpec, Vec<RecordRef<'_>>)> = None;
+    for c in &columns {
+        for row in 0..c.offset.len() {
+            let spec = c.spec(row);
+            match &mut pending {
+                Some((s, records)) if s.base_offset == spec.base_offset => {
+                    records.push(c.record(row))
+                }
+                _ => {
+                    if let Some((s, records)) = pending.replace((spec, vec![c.record(row)])) {
+                        out.push(served(&s, &records));
+                    }
+                }
             }
-            _ => acc.push((spec, records)),
         }
     }
-    acc.extend(more);
+    if let Some((s, records)) = pending {
+        out.push(served(&s, &records));
+    }
+    Ok(out)
+}
+
+fn served(spec: &BatchSpec, records: &[RecordRef<'_>]) -> ServedBatch {
+    let first = records.first().map_or(spec.base_offset, |r| r.offset);
+    let last = records.last().map_or(spec.base_offset, |r| r.offset);
+    (first, last, encode_batch_refs(spec, records))
 }
 
 fn leaf_column(meta: &ParquetMetaData, name: &str) -> Option<usize> {
@@ -197,14 +234,13 @@ pub fn row_groups_from_offset(meta: &ParquetMetaData, from_offset: i64) -> Vec<u
 pub fn read_segment_bytes(data: Bytes, from_offset: i64) -> Result<Vec<Bytes>, FormatError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(data)?;
     let row_groups = row_groups_from_offset(builder.metadata(), from_offset);
-    let reader = builder.with_row_groups(row_groups).build()?;
-    let mut groups = Vec::new();
-    for rb in reader {
-        merge_groups(&mut groups, arrow_to_records(&rb?)?);
-    }
-    Ok(groups
-        .iter()
-        .filter(|(_, records)| records.last().is_some_and(|r| r.offset >= from_offset))
-        .map(|(spec, records)| encode_batch(spec, records))
+    let rbs = builder
+        .with_row_groups(row_groups)
+        .build()?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(arrow_to_batches(&rbs)?
+        .into_iter()
+        .filter(|(_, last, _)| *last >= from_offset)
+        .map(|(_, _, b)| b)
         .collect())
 }

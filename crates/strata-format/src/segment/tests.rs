@@ -164,18 +164,22 @@ fn encoded(base: i64, sizes: &[i64]) -> Vec<Bytes> {
 
 /// Records of row group `rg` as a reader gets them back from the file, batch by batch.
 fn row_group_batches(file: &Bytes, rg: usize) -> Vec<(i64, Vec<crate::records::Record>)> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file.clone())
+    let rbs = ParquetRecordBatchReaderBuilder::try_new(file.clone())
         .unwrap()
         .with_row_groups(vec![rg])
         .build()
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
         .unwrap();
-    let mut groups = Vec::new();
-    for rb in reader {
-        merge_groups(&mut groups, arrow_to_records(&rb.unwrap()).unwrap());
-    }
-    groups
+    arrow_to_batches(&rbs)
+        .unwrap()
         .into_iter()
-        .map(|(spec, records)| (spec.base_offset, records))
+        .map(|(first, last, b)| {
+            let d = decode_batch(&b).unwrap();
+            assert_eq!(d.records.first().map(|r| r.offset), Some(first));
+            assert_eq!(d.records.last().map(|r| r.offset), Some(last));
+            (d.header.base_offset, d.records)
+        })
         .collect()
 }
 
