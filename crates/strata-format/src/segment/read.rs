@@ -152,13 +152,14 @@ pub fn arrow_to_batches(rbs: &[RecordBatch]) -> Result<Vec<ServedBatch>, FormatE
     let mut pending: Option<(BatchSpec, Vec<RecordRef<'_>>)> = None;
     for c in &columns {
         for row in 0..c.offset.len() {
-            let spec = c.spec(row);
+            // The batch fields repeat on every row; read them once per batch.
             match &mut pending {
-                Some((s, records)) if s.base_offset == spec.base_offset => {
+                Some((s, records)) if s.base_offset == c.base_offset.value(row) => {
                     records.push(c.record(row))
                 }
                 _ => {
-                    if let Some((s, records)) = pending.replace((spec, vec![c.record(row)])) {
+                    let started = (c.spec(row), vec![c.record(row)]);
+                    if let Some((s, records)) = pending.replace(started) {
                         out.push(served(&s, &records));
                     }
                 }
