@@ -72,7 +72,17 @@ def main(path):
             print(f"**cold replay** of {r['records']:,} × {r['record_bytes']} B from s3s-fs after a "
                   f"restart with the cache deleted: {fmt(r['consume_mb_per_s'], 1)} MB/s "
                   f"({fmt(r['store_gets_per_s'])} GETs/s); the same objects read by ranged GETs "
-                  f"(8 MiB, 8 in flight): {fmt(r['raw_get_mb_per_s'], 1)} MB/s.\n")
+                  f"(8 MiB, 8 in flight): {fmt(r['raw_get_mb_per_s'], 1)} MB/s.")
+            if r.get("client_cpu_s") is not None and r.get("raw_secs"):
+                secs = r["records"] * r["record_bytes"] / 1e6 / r["consume_mb_per_s"]
+                used = r["broker_cpu_consume_s"] + r["store_cpu_s"] + r["client_cpu_s"]
+                raw = r["raw_store_cpu_s"] + r["raw_client_cpu_s"]
+                print(f"CPU seconds during the replay: broker {r['broker_cpu_consume_s']:.1f}, store "
+                      f"{r['store_cpu_s']:.1f}, client and proxy {r['client_cpu_s']:.1f} "
+                      f"({used / secs:.2f} cores); during the raw GETs: store "
+                      f"{r['raw_store_cpu_s']:.1f}, reader and proxy {r['raw_client_cpu_s']:.1f} "
+                      f"({raw / r['raw_secs']:.2f} cores).")
+            print()
     checks = doc.get("checks", [])
     if checks:
         passed = sum(1 for c in checks if c["pass"])

@@ -207,16 +207,27 @@ fn cold_replay(
     run.spawn(programs)?;
     let s3 = run.s3.as_ref().context("strata-s3 has a store")?;
     let before = s3.counts.snapshot();
-    let cpu0 = cpu_seconds(run.pid());
+    let me = std::process::id();
+    let (cpu0, store0, client0) = (
+        cpu_seconds(run.pid()),
+        cpu_seconds(s3.pid()),
+        cpu_seconds(me),
+    );
     let secs = load::consume(&run.addr, topic, records, size, partitions, settings)
         .with_context(|| format!("cold replay; broker log:\n{}", run.log_tail()))?;
-    let cpu1 = cpu_seconds(run.pid());
+    let (cpu1, store1, client1) = (
+        cpu_seconds(run.pid()),
+        cpu_seconds(s3.pid()),
+        cpu_seconds(me),
+    );
     let read = s3.counts.snapshot().since(&before);
     let rss = peak_rss_mib(run.pid());
     // Stopped first: sealing would otherwise delete WAL objects mid-listing.
     run.stop()?;
     let s3 = run.s3.as_ref().context("strata-s3 has a store")?;
+    let (store2, client2) = (cpu_seconds(s3.pid()), cpu_seconds(me));
     let raw = cold::raw_get_rate(s3, "strata", bytes)?;
+    let (store3, client3) = (cpu_seconds(s3.pid()), cpu_seconds(me));
     let mut row = Row::new(
         Kind::StrataS3,
         "cold-replay",
@@ -231,6 +242,11 @@ fn cold_replay(
     row.set_store(&Default::default(), 1.0, &read, secs);
     row.raw_get_mb_s = Some(raw.bytes as f64 / 1e6 / raw.secs);
     row.raw_gets = Some(raw.gets);
+    row.store_cpu_s = Some(store1 - store0);
+    row.client_cpu_s = Some(client1 - client0);
+    row.raw_store_cpu_s = Some(store3 - store2);
+    row.raw_client_cpu_s = Some(client3 - client2);
+    row.raw_secs = Some(raw.secs);
     Ok(row)
 }
 
@@ -328,6 +344,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.cold_bytes > 0 && kinds.contains(&Kind::StrataS3) {
         let r = cold_replay(&programs, &payloads, &settings, args.cold_bytes);
+        if let Ok(row) = &r {
+            println!("{}", row.cold_cpu_line());
+        }
         record("strata-s3 cold replay".into(), r);
     }
     let checks = report::checks(&rows, args.wal_flush_ms, args.cache_memory_bytes);

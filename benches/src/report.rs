@@ -30,6 +30,14 @@ pub struct Row {
     pub gets_per_s: Option<f64>,
     pub put_p99_ms: Option<f64>,
     pub store_cpu_s: Option<f64>,
+    /// Cold replay: CPU seconds of this process (the librdkafka consumer and the
+    /// request-counting proxy in front of the store) while replaying.
+    pub client_cpu_s: Option<f64>,
+    /// Cold replay's raw ranged GETs: their seconds, and the store's and this
+    /// process's CPU seconds meanwhile.
+    pub raw_secs: Option<f64>,
+    pub raw_store_cpu_s: Option<f64>,
+    pub raw_client_cpu_s: Option<f64>,
     pub raw_get_mb_s: Option<f64>,
     pub raw_gets: Option<u64>,
     pub e2e_rate: Option<u32>,
@@ -69,6 +77,10 @@ impl Row {
             gets_per_s: None,
             put_p99_ms: None,
             store_cpu_s: None,
+            client_cpu_s: None,
+            raw_secs: None,
+            raw_store_cpu_s: None,
+            raw_client_cpu_s: None,
             raw_get_mb_s: None,
             raw_gets: None,
             e2e_rate: None,
@@ -148,6 +160,29 @@ impl Row {
         )
     }
 
+    /// Where the machine's cores went during a cold replay and during the raw GETs
+    /// it is compared with: whether the replay was short of CPU or of requests.
+    pub fn cold_cpu_line(&self) -> String {
+        let secs =
+            self.records as f64 * self.size as f64 / 1e6 / self.consume_mb_s.unwrap_or(f64::NAN);
+        let (store, client) = (
+            self.store_cpu_s.unwrap_or(f64::NAN),
+            self.client_cpu_s.unwrap_or(f64::NAN),
+        );
+        let broker = self.cpu_consume_s;
+        let raw = self.raw_secs.unwrap_or(f64::NAN);
+        let (rs, rc) = (
+            self.raw_store_cpu_s.unwrap_or(f64::NAN),
+            self.raw_client_cpu_s.unwrap_or(f64::NAN),
+        );
+        format!(
+            "cold replay CPU: broker {broker:.1} s + store {store:.1} s + client/proxy {client:.1} s over {secs:.1} s = {:.2} cores; \
+             raw GETs: store {rs:.1} s + reader/proxy {rc:.1} s over {raw:.1} s = {:.2} cores",
+            (broker + store + client) / secs,
+            (rs + rc) / raw,
+        )
+    }
+
     pub fn json(&self) -> serde_json::Value {
         json!({
             "target": self.target.name(), "workload": self.workload,
@@ -161,6 +196,8 @@ impl Row {
             "store_puts_per_s": self.puts_per_s, "store_gets_per_s": self.gets_per_s,
             "store_put_p99_ms": self.put_p99_ms, "store_cpu_s": self.store_cpu_s,
             "raw_get_mb_per_s": self.raw_get_mb_s, "raw_gets": self.raw_gets,
+            "client_cpu_s": self.client_cpu_s, "raw_secs": self.raw_secs,
+            "raw_store_cpu_s": self.raw_store_cpu_s, "raw_client_cpu_s": self.raw_client_cpu_s,
             "e2e_rate_per_s": self.e2e_rate,
             "ack_p50_ms": self.ack_p50_ms, "ack_p99_ms": self.ack_p99_ms,
             "ack_p999_ms": self.ack_p999_ms,

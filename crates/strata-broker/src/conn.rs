@@ -128,7 +128,7 @@ async fn read_frames(
 
 /// Encodes a response frame: size, header, body, in one buffer.
 pub(crate) fn frame<T: Encodable>(header: &RequestHeader, body: &T) -> Option<Bytes> {
-    crate::frame::frame_sharing(header, body, Vec::new()).map(Frame::into_bytes)
+    crate::frame::frame_sharing(header, body, Default::default()).map(Frame::into_bytes)
 }
 
 async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes, peer: SocketAddr) -> Reply {

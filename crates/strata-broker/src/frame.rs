@@ -6,6 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::IoSlice;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use bytes::buf::UninitSlice;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -79,15 +80,80 @@ impl Buf for Frame {
 /// to copy than to write as a buffer of their own.
 const SHARE_MIN_BYTES: usize = 16 << 10;
 
+/// Room for the stand-ins of one response: Kafka's broker caps a fetch
+/// response at `fetch.max.bytes`, 55 MiB by default. Record sets past it are
+/// joined instead.
+const STAND_IN_BYTES: usize = 64 << 20;
+
+/// Zeroes that are never written or read: the stand-ins are slices of it. At
+/// this size glibc maps it on its own, so it takes address space, not memory.
+fn stand_in_region() -> &'static Bytes {
+    static REGION: OnceLock<Bytes> = OnceLock::new();
+    REGION.get_or_init(|| Bytes::from(vec![0u8; STAND_IN_BYTES]))
+}
+
+/// The record sets of one response that its frame refers to rather than copies.
+///
+/// A record set goes into the response message as one `Bytes`. A partition
+/// whose answer is several batches gets a stand-in there: a slice of a zero
+/// region, as long as the batches together, which the encoder writes through
+/// [`SharingBuf`] and which the frame replaces by the batches themselves.
+/// Each stand-in of a response is a different slice, so its address and length
+/// name it.
+#[derive(Default)]
+pub(crate) struct RecordSets {
+    /// What the encoder will be given, by (address, length): the parts it stands for.
+    sets: HashMap<(usize, usize), Vec<Bytes>>,
+    /// Bytes of the stand-in region handed out so far.
+    used: usize,
+}
+
+impl RecordSets {
+    /// The value for a partition's `records` field that carries `batches`.
+    pub(crate) fn add(&mut self, batches: &[Bytes]) -> Option<Bytes> {
+        let size: usize = batches.iter().map(Bytes::len).sum();
+        let set = match batches {
+            [] => return None,
+            [one] => one.clone(),
+            _ if size >= SHARE_MIN_BYTES && self.used + size <= STAND_IN_BYTES => {
+                let at = self.used;
+                self.used += size;
+                stand_in_region().slice(at..at + size)
+            }
+            many => {
+                let mut buf = BytesMut::with_capacity(size);
+                for b in many {
+                    buf.extend_from_slice(b);
+                }
+                buf.freeze()
+            }
+        };
+        if set.len() >= SHARE_MIN_BYTES {
+            let parts = if batches.len() == 1 || self.is_stand_in(&set) {
+                batches.to_vec()
+            } else {
+                vec![set.clone()]
+            };
+            self.sets.insert((set.as_ptr() as usize, set.len()), parts);
+        }
+        Some(set)
+    }
+
+    fn is_stand_in(&self, b: &Bytes) -> bool {
+        let region = stand_in_region().as_ptr_range();
+        region.contains(&b.as_ptr())
+    }
+}
+
 /// An encoding target that copies everything except the byte strings it was
 /// told it may share: when the encoder writes one of those, the bytes written
-/// so far become a part, and the shared `Bytes` the next one.
+/// so far become a part, and the shared parts the next ones.
 struct SharingBuf {
     head: BytesMut,
     parts: VecDeque<Bytes>,
     /// Length of `parts`: `head` starts at this offset of the frame.
     done: usize,
-    shared: HashMap<(usize, usize), Bytes>,
+    shared: HashMap<(usize, usize), Vec<Bytes>>,
 }
 
 impl SharingBuf {
@@ -122,11 +188,12 @@ unsafe impl BufMut for SharingBuf {
 
     fn put_slice(&mut self, src: &[u8]) {
         if src.len() >= SHARE_MIN_BYTES {
-            if let Some(b) = self.shared.get(&(src.as_ptr() as usize, src.len())) {
-                let b = b.clone();
+            if let Some(parts) = self.shared.remove(&(src.as_ptr() as usize, src.len())) {
                 self.cut();
-                self.done += b.len();
-                self.parts.push_back(b);
+                for b in parts {
+                    self.done += b.len();
+                    self.parts.push_back(b);
+                }
                 return;
             }
         }
@@ -150,14 +217,14 @@ impl ByteBufMut for SharingBuf {
     }
 }
 
-/// Encodes a response frame (size, header, body) whose byte strings found in
+/// Encodes a response frame (size, header, body) whose record sets found in
 /// `shared` are referenced rather than copied. The size is computed first, so
 /// the frame is written once into a buffer of the right size (growing one by
 /// doubling copied a many-MB fetch answer again at each step).
 pub(crate) fn frame_sharing<T: Encodable>(
     header: &RequestHeader,
     body: &T,
-    shared: Vec<Bytes>,
+    shared: RecordSets,
 ) -> Option<Frame> {
     let key = ApiKey::try_from(header.request_api_key).ok()?;
     let version = header.request_api_version;
@@ -173,16 +240,12 @@ pub(crate) fn frame_sharing<T: Encodable>(
             return None;
         }
     };
-    let shared_len: usize = shared.iter().map(|b| b.len()).sum();
+    let shared_len: usize = shared.sets.keys().map(|&(_, len)| len).sum();
     let mut buf = SharingBuf {
         head: BytesMut::with_capacity((4 + size as usize).saturating_sub(shared_len)),
         parts: VecDeque::new(),
         done: 0,
-        shared: shared
-            .into_iter()
-            .filter(|b| b.len() >= SHARE_MIN_BYTES)
-            .map(|b| ((b.as_ptr() as usize, b.len()), b))
-            .collect(),
+        shared: shared.sets,
     };
     buf.put_i32(size);
     if let Err(e) = rh
@@ -190,6 +253,16 @@ pub(crate) fn frame_sharing<T: Encodable>(
         .and_then(|_| body.encode(&mut buf, version))
     {
         tracing::warn!(api = ?key, version, error = %e, "encoding response failed");
+        return None;
+    }
+    if buf.shared.keys().any(|&(at, _)| {
+        stand_in_region()
+            .as_ptr_range()
+            .contains(&(at as *const u8))
+    }) {
+        // The encoder wrote a stand-in in pieces or not at all: sending the
+        // frame would send zeroes for records.
+        tracing::error!(api = ?key, version, "record set stand-in not replaced; response dropped");
         return None;
     }
     buf.cut();
@@ -230,23 +303,68 @@ mod tests {
             .with_correlation_id(7)
     }
 
+    /// Each partition's batches joined: what the frame must carry, byte for byte.
+    fn joined(partitions: &[Vec<Bytes>]) -> Vec<Bytes> {
+        partitions
+            .iter()
+            .map(|batches| batches.concat().into())
+            .collect()
+    }
+
     #[test]
     fn a_shared_frame_is_byte_for_byte_the_copied_one_and_references_large_record_sets() {
         let large = Bytes::from(vec![0xAB; 100_000]);
         let small = Bytes::from(vec![0xCD; 100]);
         let other = Bytes::from(vec![0xEF; 50_000]);
-        let records = vec![large.clone(), small.clone(), other.clone()];
+        let partitions = vec![
+            vec![large.clone()],
+            vec![small.clone()],
+            vec![other.clone()],
+        ];
         for version in [4, 11, 12, 16] {
+            let copied = crate::conn::frame(&header(version), &response(&joined(&partitions)));
+            let mut sets = RecordSets::default();
+            let records: Vec<Bytes> = partitions.iter().filter_map(|p| sets.add(p)).collect();
             let resp = response(&records);
-            let copied = crate::conn::frame(&header(version), &resp).unwrap();
-            let mut frame = frame_sharing(&header(version), &resp, records.clone()).unwrap();
-            assert_eq!(frame.remaining(), copied.len(), "version {version}");
+            let mut frame = frame_sharing(&header(version), &resp, sets).unwrap();
+            assert_eq!(
+                frame.remaining(),
+                copied.as_ref().unwrap().len(),
+                "version {version}"
+            );
             let shared: Vec<_> = frame.parts.iter().map(|p| p.as_ptr()).collect();
             assert!(shared.contains(&large.as_ptr()), "version {version}");
             assert!(shared.contains(&other.as_ptr()), "version {version}");
             assert!(!shared.contains(&small.as_ptr()), "version {version}");
-            let joined = frame.copy_to_bytes(frame.remaining());
-            assert_eq!(joined, copied, "version {version}");
+            let bytes = frame.copy_to_bytes(frame.remaining());
+            assert_eq!(Some(bytes), copied, "version {version}");
+        }
+    }
+
+    #[test]
+    fn a_partition_of_several_batches_is_sent_from_the_batches_themselves() {
+        let batches: Vec<Bytes> = (0..4u8).map(|i| Bytes::from(vec![i; 30_000])).collect();
+        let tiny: Vec<Bytes> = (0..3u8).map(|i| Bytes::from(vec![0x40 + i; 100])).collect();
+        let partitions = vec![batches.clone(), tiny.clone(), batches[..2].to_vec()];
+        for version in [4, 11, 12, 16] {
+            let copied = crate::conn::frame(&header(version), &response(&joined(&partitions)));
+            let mut sets = RecordSets::default();
+            let records: Vec<Bytes> = partitions.iter().filter_map(|p| sets.add(p)).collect();
+            let resp = response(&records);
+            let mut frame = frame_sharing(&header(version), &resp, sets).unwrap();
+            let shared: Vec<_> = frame.parts.iter().map(|p| p.as_ptr()).collect();
+            for b in &batches {
+                assert!(
+                    shared.contains(&b.as_ptr()),
+                    "version {version}: batch copied"
+                );
+            }
+            // Small batches are copied into the frame; what goes out is the same.
+            for b in &tiny {
+                assert!(!shared.contains(&b.as_ptr()), "version {version}");
+            }
+            let bytes = frame.copy_to_bytes(frame.remaining());
+            assert_eq!(Some(bytes), copied, "version {version}");
         }
     }
 

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures::StreamExt;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, RequestHeader};
 use strata_common::TopicPartition;
 
 use super::Reply;
+use crate::frame::RecordSets;
 use crate::{codes, Broker};
 
 pub(crate) async fn handle(
@@ -36,16 +36,12 @@ pub(crate) async fn handle(
             let notified = broker.log.hw_changed().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (resp, bytes, errors) = gather(&broker, &req, header.request_api_version).await;
+            let (resp, sets, bytes, errors) =
+                gather(&broker, &req, header.request_api_version).await;
             let now = tokio::time::Instant::now();
             if bytes >= min_bytes.max(1) || errors || now >= deadline {
                 // The batches are sent from the log's own buffers, not copied.
-                let shared = resp
-                    .responses
-                    .iter()
-                    .flat_map(|t| t.partitions.iter().filter_map(|p| p.records.clone()))
-                    .collect();
-                return crate::frame::frame_sharing(&header, &resp, shared);
+                return crate::frame::frame_sharing(&header, &resp, sets);
             }
             let _ = tokio::time::timeout_at(deadline, notified).await;
         }
@@ -56,13 +52,14 @@ pub(crate) async fn handle(
 /// eight partitions replaying cold segments waited for eight GETs in a row.
 const READS_IN_PARALLEL: usize = 16;
 
-/// One pass over the requested partitions: (response, record bytes, whether
-/// any partition has an error the client must see now).
+/// One pass over the requested partitions: (response, the record sets its
+/// frame refers to, record bytes, whether any partition has an error the
+/// client must see now).
 async fn gather(
     broker: &Arc<Broker>,
     req: &FetchRequest,
     version: i16,
-) -> (FetchResponse, usize, bool) {
+) -> (FetchResponse, RecordSets, usize, bool) {
     let max_bytes = if req.max_bytes > 0 {
         req.max_bytes as usize
     } else {
@@ -92,6 +89,7 @@ async fn gather(
             }
         })
         .buffered(READS_IN_PARALLEL);
+    let mut sets = RecordSets::default();
     let mut remaining = max_bytes;
     let mut total = 0usize;
     let mut errors = false;
@@ -139,17 +137,7 @@ async fn gather(
                             fits
                         })
                         .count();
-                    let records = match &r.batches[..keep] {
-                        [] => None,
-                        [one] => Some(one.clone()),
-                        many => {
-                            let mut buf = BytesMut::with_capacity(size);
-                            for b in many {
-                                buf.extend_from_slice(b);
-                            }
-                            Some(buf.freeze())
-                        }
-                    };
+                    let records = sets.add(&r.batches[..keep]);
                     if records.is_some() {
                         total += size;
                         remaining = remaining.saturating_sub(size);
@@ -180,5 +168,5 @@ async fn gather(
     let resp = FetchResponse::default()
         .with_session_id(0)
         .with_responses(topics);
-    (resp, total, errors)
+    (resp, sets, total, errors)
 }
