@@ -243,7 +243,7 @@ impl SegmentReader {
             // Past the first group, a group still on its way is left to the next
             // fetch: this one answers with what it has instead of waiting on a GET.
             if !out.is_empty() && !self.cache.contains(&Self::cache_key(seg, rg)) {
-                self.read_ahead(seg, &footer, rg);
+                self.read_ahead(seg, &footer, rg, self.ahead_budget);
                 break;
             }
             let chunk = self.row_group(seg, &footer, rg).await?;
@@ -259,10 +259,15 @@ impl SegmentReader {
                 out.push(b.clone());
             }
         }
-        // Two row groups ahead: one GET in flight while the next is decoded.
+        // Two row groups ahead: one GET in flight while the next is decoded. The
+        // second only while the budget is less than half spent, so that every
+        // partition of a replay has its next group on the way before any has two.
         if let Some(rg) = last_rg {
-            for next in rg + 1..(rg + 3).min(footer.metadata().num_row_groups()) {
-                self.read_ahead(seg, &footer, next);
+            let groups = footer.metadata().num_row_groups();
+            for (next, budget) in [(rg + 1, self.ahead_budget), (rg + 2, self.ahead_budget / 2)] {
+                if next < groups {
+                    self.read_ahead(seg, &footer, next, budget);
+                }
             }
         }
         Ok(out)
@@ -292,7 +297,15 @@ impl SegmentReader {
         }
     }
 
-    fn read_ahead(&self, seg: &SegmentEntry, footer: &ArrowReaderMetadata, rg: usize) {
+    /// Loads row group `rg` in the background if it is not cached or loading,
+    /// and the read-ahead bytes in flight stay within `budget`.
+    fn read_ahead(
+        &self,
+        seg: &SegmentEntry,
+        footer: &ArrowReaderMetadata,
+        rg: usize,
+        budget: usize,
+    ) {
         use std::sync::atomic::Ordering;
         let key = Self::cache_key(seg, rg);
         let loading = || {
@@ -306,7 +319,7 @@ impl SegmentReader {
         let under_budget = self
             .ahead
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n == 0 || n + size <= self.ahead_budget).then_some(n + size)
+                (n == 0 || n + size <= budget).then_some(n + size)
             })
             .is_ok();
         if !under_budget {
@@ -610,9 +623,20 @@ mod tests {
     #[tokio::test]
     async fn read_ahead_stops_at_its_byte_budget() {
         use std::sync::atomic::Ordering;
+        let group = {
+            let (reader, seg, _) = counted_reader().await;
+            let footer = reader.footer(&seg).await.unwrap();
+            footer.metadata().row_group(1).compressed_size() as usize
+        };
         // Reading the first row group reads groups 1 and 2 ahead; with a budget
-        // smaller than one group, only the first of them (one is always allowed).
-        for (budget, second_ahead) in [(READ_AHEAD_BYTES, true), (1, false)] {
+        // smaller than one group, only the first of them (one is always allowed);
+        // the second only while less than half the budget is spent.
+        for (budget, second_ahead) in [
+            (READ_AHEAD_BYTES, true),
+            (1, false),
+            (group * 5 / 2, false),
+            (group * 9 / 2, true),
+        ] {
             let (mut reader, seg, _) = counted_reader().await;
             reader.ahead_budget = budget;
             let served = reader.read(&seg, 0, 1).await.unwrap();
