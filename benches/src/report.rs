@@ -391,6 +391,13 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
                 ceiling: None,
             });
         }
+        out.push(Check {
+            what: "cold replay peak RSS MiB".to_string(),
+            value: r.peak_rss_mib,
+            limit: (cache_bytes >> 20) as f64 + 256.0,
+            at_least: false,
+            ceiling: None,
+        });
     }
     out
 }
