@@ -401,11 +401,14 @@ impl LogManager {
     }
 
     /// Reads committed batches from `offset`, up to about `max_bytes`
-    /// (always at least one batch when any is available).
+    /// (always at least one batch when any is available). From a sealed
+    /// segment, row groups still to be fetched from the store are waited for
+    /// only until the batches reach `min_bytes`.
     pub async fn read(
         &self,
         tp: &TopicPartition,
         offset: i64,
+        min_bytes: usize,
         max_bytes: usize,
     ) -> Result<ReadResult, LogError> {
         let part = self.led(tp).await?;
@@ -417,7 +420,12 @@ impl LogManager {
         let batches = match located {
             Located::Memory(b) => b,
             Located::Nothing => Vec::new(),
-            Located::Segment(seg) => self.inner.reader.read(&seg, offset, max_bytes).await?,
+            Located::Segment(seg) => {
+                self.inner
+                    .reader
+                    .read(&seg, offset, min_bytes, max_bytes)
+                    .await?
+            }
         };
         Ok(ReadResult {
             high_watermark,

@@ -227,11 +227,14 @@ impl SegmentReader {
     }
 
     /// Batches of `seg` from the one holding `offset`, up to about
-    /// `max_bytes` (at least one batch).
+    /// `max_bytes` (at least one batch). Row groups not yet cached are waited
+    /// for until the batches reach `min_bytes`; past that, the read stops at
+    /// the first such group and leaves it loading.
     pub async fn read(
         &self,
         seg: &SegmentEntry,
         offset: i64,
+        min_bytes: usize,
         max_bytes: usize,
     ) -> Result<Vec<Bytes>, LogError> {
         let footer = self.footer(seg).await?;
@@ -240,9 +243,13 @@ impl SegmentReader {
         let mut size = 0usize;
         let mut last_rg = None;
         'outer: for rg in groups.iter().copied() {
-            // Past the first group, a group still on its way is left to the next
-            // fetch: this one answers with what it has instead of waiting on a GET.
-            if !out.is_empty() && !self.cache.contains(&Self::cache_key(seg, rg)) {
+            // Once the caller has what it asked for at least, a group still on
+            // its way is left to the next fetch: this one answers with what it has
+            // instead of waiting on a GET.
+            if !out.is_empty()
+                && size >= min_bytes
+                && !self.cache.contains(&Self::cache_key(seg, rg))
+            {
                 self.read_ahead(seg, &footer, rg, self.ahead_budget);
                 break;
             }
@@ -488,7 +495,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let first = reader.read(&seg, 420, usize::MAX).await.unwrap();
+        let first = reader.read(&seg, 420, 1, usize::MAX).await.unwrap();
         // The batch holding 420 starts at 400 and comes back whole.
         assert_eq!(
             strata_format::parse_header(&first[0]).unwrap().base_offset,
@@ -506,7 +513,7 @@ mod tests {
         let mut again = Err(LogError::Shutdown);
         for _ in 0..50 {
             reader.cache.memory().clear();
-            again = reader.read(&seg, 420, usize::MAX).await;
+            again = reader.read(&seg, 420, 1, usize::MAX).await;
             if again.is_ok() {
                 break;
             }
@@ -603,12 +610,12 @@ mod tests {
                 .collect()
         };
         // Cold: the group holding offset 0 is loaded; the next is not waited for.
-        let first = reader.read(&seg, 0, usize::MAX).await.unwrap();
+        let first = reader.read(&seg, 0, 1, usize::MAX).await.unwrap();
         assert_eq!(bases(&first), [0, 50, 100, 150]);
         // Meanwhile groups 1 and 2 were read ahead: the same read now gets three
         // groups, and stops before the fourth, which it starts loading.
         settle(&reader).await;
-        let second = reader.read(&seg, 0, usize::MAX).await.unwrap();
+        let second = reader.read(&seg, 0, 1, usize::MAX).await.unwrap();
         assert_eq!(bases(&second), (0..12).map(|b| b * 50).collect::<Vec<_>>());
         settle(&reader).await;
         let cached = |rg| reader.cache.contains(&SegmentReader::cache_key(&seg, rg));
@@ -616,6 +623,11 @@ mod tests {
             cached(3),
             "the group the read stopped at is loaded for the next one"
         );
+
+        // A caller that needs more than the cached groups hold waits for the rest.
+        let (reader, seg, _) = counted_reader().await;
+        let all = reader.read(&seg, 0, usize::MAX, usize::MAX).await.unwrap();
+        assert_eq!(bases(&all), (0..20).map(|b| b * 50).collect::<Vec<_>>());
     }
 
     // One runtime thread: group 1's read-ahead cannot finish, and free the
@@ -639,7 +651,7 @@ mod tests {
         ] {
             let (mut reader, seg, _) = counted_reader().await;
             reader.ahead_budget = budget;
-            let served = reader.read(&seg, 0, 1).await.unwrap();
+            let served = reader.read(&seg, 0, 1, 1).await.unwrap();
             assert_eq!(served.len(), 1);
             for _ in 0..100 {
                 if reader.ahead.load(Ordering::Acquire) == 0 {

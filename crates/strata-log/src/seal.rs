@@ -280,7 +280,7 @@ pub(crate) async fn list_offset(
         }
         let mut offset = s.base_offset.max(start);
         while offset <= s.last_offset {
-            let batches = inner.reader.read(s, offset, 1 << 20).await?;
+            let batches = inner.reader.read(s, offset, 1, 1 << 20).await?;
             if batches.is_empty() {
                 break;
             }

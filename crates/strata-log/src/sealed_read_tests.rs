@@ -88,7 +88,7 @@ async fn read_all(log: &LogManager, tp: &TopicPartition) -> Vec<Bytes> {
     let mut out = Vec::new();
     let mut offset = 0;
     loop {
-        let res = log.read(tp, offset, 64).await.unwrap();
+        let res = log.read(tp, offset, 1, 64).await.unwrap();
         if offset >= res.high_watermark {
             return out;
         }
@@ -237,7 +237,7 @@ async fn sealed_reads_return_the_batches_as_appended() {
     // Byte for byte what was appended: same batches, offsets, values, CRCs.
     assert_eq!(sealed, appended);
     // A read from the middle of a batch returns that whole batch first.
-    let res = log.read(&tp, 4, 1 << 20).await.unwrap();
+    let res = log.read(&tp, 4, 1, 1 << 20).await.unwrap();
     assert_eq!(res.batches.first(), Some(&appended[2]));
     assert_eq!(parse_header(&appended[2]).unwrap().base_offset, 3);
     assert_eq!(bucket.gets(), gets, "still no GET");

@@ -67,6 +67,10 @@ async fn gather(
     };
     // Every partition is read at once, each up to its own limit; the response's
     // total limit is applied below in request order, as Kafka applies it.
+    // A partition's read waits for row groups still in the store only while it
+    // holds less than the whole response must (fetch.min.bytes): with the
+    // clients' default of 1 byte, a fetch answers with what is cached.
+    let min_bytes = req.min_bytes.max(1) as usize;
     let wanted: Vec<(TopicPartition, i64, usize)> = req
         .topics
         .iter()
@@ -85,7 +89,7 @@ async fn gather(
                 if limit == 0 {
                     return None;
                 }
-                Some(broker.log.read(&tp, offset, limit).await)
+                Some(broker.log.read(&tp, offset, min_bytes, limit).await)
             }
         })
         .buffered(READS_IN_PARALLEL);
