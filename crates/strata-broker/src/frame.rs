@@ -112,36 +112,29 @@ impl RecordSets {
     /// The value for a partition's `records` field that carries `batches`.
     pub(crate) fn add(&mut self, batches: &[Bytes]) -> Option<Bytes> {
         let size: usize = batches.iter().map(Bytes::len).sum();
-        let set = match batches {
+        // The value, and what the frame sends in its place when it is shared.
+        let (set, parts) = match batches {
             [] => return None,
-            [one] => one.clone(),
+            [one] => (one.clone(), batches.to_vec()),
             _ if size >= SHARE_MIN_BYTES && self.used + size <= STAND_IN_BYTES => {
                 let at = self.used;
                 self.used += size;
-                stand_in_region().slice(at..at + size)
+                (stand_in_region().slice(at..at + size), batches.to_vec())
             }
             many => {
                 let mut buf = BytesMut::with_capacity(size);
                 for b in many {
                     buf.extend_from_slice(b);
                 }
-                buf.freeze()
+                let joined = buf.freeze();
+                (joined.clone(), vec![joined])
             }
         };
+        // Stand-ins are never below this size, so every one is replaced.
         if set.len() >= SHARE_MIN_BYTES {
-            let parts = if batches.len() == 1 || self.is_stand_in(&set) {
-                batches.to_vec()
-            } else {
-                vec![set.clone()]
-            };
             self.sets.insert((set.as_ptr() as usize, set.len()), parts);
         }
         Some(set)
-    }
-
-    fn is_stand_in(&self, b: &Bytes) -> bool {
-        let region = stand_in_region().as_ptr_range();
-        region.contains(&b.as_ptr())
     }
 }
 
@@ -255,11 +248,12 @@ pub(crate) fn frame_sharing<T: Encodable>(
         tracing::warn!(api = ?key, version, error = %e, "encoding response failed");
         return None;
     }
-    if buf.shared.keys().any(|&(at, _)| {
-        stand_in_region()
-            .as_ptr_range()
-            .contains(&(at as *const u8))
-    }) {
+    let region = stand_in_region().as_ptr_range();
+    if buf
+        .shared
+        .keys()
+        .any(|&(at, _)| region.contains(&(at as *const u8)))
+    {
         // The encoder wrote a stand-in in pieces or not at all: sending the
         // frame would send zeroes for records.
         tracing::error!(api = ?key, version, "record set stand-in not replaced; response dropped");
@@ -303,12 +297,16 @@ mod tests {
             .with_correlation_id(7)
     }
 
-    /// Each partition's batches joined: what the frame must carry, byte for byte.
-    fn joined(partitions: &[Vec<Bytes>]) -> Vec<Bytes> {
-        partitions
-            .iter()
-            .map(|batches| batches.concat().into())
-            .collect()
+    /// The frame of a response carrying `partitions` through [`RecordSets`],
+    /// and the one-buffer frame of the same response with each partition's
+    /// batches joined: what it must carry, byte for byte.
+    fn shared_and_copied(version: i16, partitions: &[Vec<Bytes>]) -> (Frame, Bytes) {
+        let joined: Vec<Bytes> = partitions.iter().map(|b| b.concat().into()).collect();
+        let copied = crate::conn::frame(&header(version), &response(&joined)).unwrap();
+        let mut sets = RecordSets::default();
+        let records: Vec<Bytes> = partitions.iter().filter_map(|p| sets.add(p)).collect();
+        let frame = frame_sharing(&header(version), &response(&records), sets).unwrap();
+        (frame, copied)
     }
 
     #[test]
@@ -322,22 +320,14 @@ mod tests {
             vec![other.clone()],
         ];
         for version in [4, 11, 12, 16] {
-            let copied = crate::conn::frame(&header(version), &response(&joined(&partitions)));
-            let mut sets = RecordSets::default();
-            let records: Vec<Bytes> = partitions.iter().filter_map(|p| sets.add(p)).collect();
-            let resp = response(&records);
-            let mut frame = frame_sharing(&header(version), &resp, sets).unwrap();
-            assert_eq!(
-                frame.remaining(),
-                copied.as_ref().unwrap().len(),
-                "version {version}"
-            );
+            let (mut frame, copied) = shared_and_copied(version, &partitions);
+            assert_eq!(frame.remaining(), copied.len(), "version {version}");
             let shared: Vec<_> = frame.parts.iter().map(|p| p.as_ptr()).collect();
             assert!(shared.contains(&large.as_ptr()), "version {version}");
             assert!(shared.contains(&other.as_ptr()), "version {version}");
             assert!(!shared.contains(&small.as_ptr()), "version {version}");
             let bytes = frame.copy_to_bytes(frame.remaining());
-            assert_eq!(Some(bytes), copied, "version {version}");
+            assert_eq!(bytes, copied, "version {version}");
         }
     }
 
@@ -347,11 +337,7 @@ mod tests {
         let tiny: Vec<Bytes> = (0..3u8).map(|i| Bytes::from(vec![0x40 + i; 100])).collect();
         let partitions = vec![batches.clone(), tiny.clone(), batches[..2].to_vec()];
         for version in [4, 11, 12, 16] {
-            let copied = crate::conn::frame(&header(version), &response(&joined(&partitions)));
-            let mut sets = RecordSets::default();
-            let records: Vec<Bytes> = partitions.iter().filter_map(|p| sets.add(p)).collect();
-            let resp = response(&records);
-            let mut frame = frame_sharing(&header(version), &resp, sets).unwrap();
+            let (mut frame, copied) = shared_and_copied(version, &partitions);
             let shared: Vec<_> = frame.parts.iter().map(|p| p.as_ptr()).collect();
             for b in &batches {
                 assert!(
@@ -364,7 +350,7 @@ mod tests {
                 assert!(!shared.contains(&b.as_ptr()), "version {version}");
             }
             let bytes = frame.copy_to_bytes(frame.remaining());
-            assert_eq!(Some(bytes), copied, "version {version}");
+            assert_eq!(bytes, copied, "version {version}");
         }
     }
 

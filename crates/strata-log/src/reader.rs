@@ -634,7 +634,6 @@ mod tests {
     // budget, before group 2's is considered (on two workers it sometimes did).
     #[tokio::test]
     async fn read_ahead_stops_at_its_byte_budget() {
-        use std::sync::atomic::Ordering;
         let group = {
             let (reader, seg, _) = counted_reader().await;
             let footer = reader.footer(&seg).await.unwrap();
@@ -653,12 +652,7 @@ mod tests {
             reader.ahead_budget = budget;
             let served = reader.read(&seg, 0, 1, 1).await.unwrap();
             assert_eq!(served.len(), 1);
-            for _ in 0..100 {
-                if reader.ahead.load(Ordering::Acquire) == 0 {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
+            settle(&reader).await;
             let cached = |rg| reader.cache.contains(&SegmentReader::cache_key(&seg, rg));
             assert!(cached(1), "budget {budget}: the next group is read ahead");
             assert_eq!(cached(2), second_ahead, "budget {budget}: group after it");
