@@ -71,6 +71,12 @@ pub struct ReadResult {
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub batches: Vec<Bytes>,
+    /// Read from a sealed segment, which a read never crosses: what follows it
+    /// is there already, so a fetch holding these batches is answered now even
+    /// if short of its fetch.min.bytes (as Kafka answers a fetch at once when
+    /// its offset is not in the active segment), instead of sitting out its
+    /// max wait at every segment's end.
+    pub sealed: bool,
 }
 
 /// WAL objects being written at once. One at a time made a large object (a
@@ -417,20 +423,19 @@ impl LogManager {
             let st = part.lock();
             (st.hw, st.log_start)
         };
-        let batches = match located {
-            Located::Memory(b) => b,
-            Located::Nothing => Vec::new(),
+        let (batches, sealed) = match located {
+            Located::Memory(b) => (b, false),
+            Located::Nothing => (Vec::new(), false),
             Located::Segment(seg) => {
-                self.inner
-                    .reader
-                    .read(&seg, offset, min_bytes, max_bytes)
-                    .await?
+                let read = self.inner.reader.read(&seg, offset, min_bytes, max_bytes);
+                (read.await?, true)
             }
         };
         Ok(ReadResult {
             high_watermark,
             log_start_offset,
             batches,
+            sealed,
         })
     }
 

@@ -242,16 +242,20 @@ impl SegmentReader {
         let mut out = Vec::new();
         let mut size = 0usize;
         let mut last_rg = None;
+        let mut waited = false;
         'outer: for rg in groups.iter().copied() {
+            let cached = self.cache.contains(&Self::cache_key(seg, rg));
             // Once the caller has what it asked for at least, a group still on
             // its way is left to the next fetch: this one answers with what it has
             // instead of waiting on a GET.
-            if !out.is_empty()
-                && size >= min_bytes
-                && !self.cache.contains(&Self::cache_key(seg, rg))
-            {
+            if !out.is_empty() && size >= min_bytes && !cached {
                 self.read_ahead(seg, &footer, rg, self.ahead_budget);
                 break;
+            }
+            if !cached && !waited {
+                waited = true;
+                let wanted = min_bytes.min(max_bytes).saturating_sub(size);
+                self.load_needed_after(seg, &footer, rg, wanted);
             }
             let chunk = self.row_group(seg, &footer, rg).await?;
             last_rg = Some(rg);
@@ -278,6 +282,30 @@ impl SegmentReader {
             }
         }
         Ok(out)
+    }
+
+    /// Starts loading, all at once, the groups after `rg` that a read about
+    /// to wait for `rg` will go on to wait for as well: by their sizes in the
+    /// footer, those it needs to hold `wanted` bytes. Waited for one after
+    /// another, a consumer with a large fetch.min.bytes paid one GET per row
+    /// group of every fetch.
+    fn load_needed_after(
+        &self,
+        seg: &SegmentEntry,
+        footer: &ArrowReaderMetadata,
+        rg: usize,
+        wanted: usize,
+    ) {
+        let meta = footer.metadata();
+        let size = |g: usize| meta.row_group(g).total_byte_size().max(0) as usize;
+        let mut expected = size(rg);
+        for next in rg + 1..meta.num_row_groups() {
+            if expected >= wanted {
+                break;
+            }
+            self.read_ahead(seg, footer, next, self.ahead_budget);
+            expected += size(next);
+        }
     }
 
     /// Caches a just-sealed segment from what its writer holds: the footer parsed
@@ -628,6 +656,47 @@ mod tests {
         let (reader, seg, _) = counted_reader().await;
         let all = reader.read(&seg, 0, usize::MAX, usize::MAX).await.unwrap();
         assert_eq!(bases(&all), (0..20).map(|b| b * 50).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_waiting_for_min_bytes_loads_the_groups_it_needs_at_once() {
+        let (store, faults) = strata_store::FaultyStore::new(Arc::new(InMemory::new()));
+        let store: Arc<dyn ObjectStore> = Arc::new(store);
+        let (file, end) = segment();
+        let key = "topics/t/0/00000000000000000000.parquet";
+        store
+            .put(&Path::from(key), PutPayload::from(file.clone()))
+            .await
+            .unwrap();
+        let seg = SegmentEntry {
+            base_offset: 0,
+            last_offset: end - 1,
+            key: key.into(),
+            size_bytes: file.len() as u64,
+            max_timestamp: 0,
+            producers: None,
+        };
+        let cache = CacheConfig {
+            memory_bytes: 64 << 20,
+            dir: None,
+            disk_bytes: 0,
+        };
+        let reader = SegmentReader::new(store, &cache).await.unwrap();
+        let footer = reader.footer(&seg).await.unwrap();
+        let groups = footer.metadata().num_row_groups();
+        assert_eq!(groups, 5);
+        let get = std::time::Duration::from_millis(300);
+        faults.set_latency(get);
+        // Asking for the whole segment at least: every group is waited for.
+        let started = std::time::Instant::now();
+        let all = reader.read(&seg, 0, usize::MAX, usize::MAX).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(all.len(), 20, "every batch of the segment");
+        // One group after another would be five GETs at least.
+        assert!(
+            took < get * 3,
+            "{groups} row groups took {took:?} with {get:?} per GET"
+        );
     }
 
     // One runtime thread: group 1's read-ahead cannot finish, and free the

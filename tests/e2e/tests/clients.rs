@@ -150,8 +150,10 @@ async fn sealed_segments_are_served_after_restart_with_cold_cache() {
         send_from(&p, "sealed", 0, 300, "s", round * 300).await;
     }
     drop(p);
-    // Wait for the tail to be sealed into several Parquet objects.
-    let mut segments = 0;
+    // Wait for the tail to be sealed into several Parquet objects. A seal
+    // uploads its object before committing it, so the listing and the manifest
+    // agree once sealing is over.
+    let (mut segments, mut objects) = (Vec::new(), Vec::new());
     for _ in 0..100 {
         let m = broker
             .log
@@ -159,22 +161,20 @@ async fn sealed_segments_are_served_after_restart_with_cold_cache() {
             .manifest(&strata_common::TopicPartition::new("sealed", 0))
             .await
             .unwrap();
-        segments = m.segments.len();
-        if segments >= 3 {
+        segments = m.segments.iter().map(|s| s.key.clone()).collect();
+        objects = list(&broker.store, "topics/sealed/0/").await;
+        segments.sort();
+        objects.sort();
+        if segments.len() >= 3 && objects == segments {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        segments >= 3,
-        "expected at least 3 sealed segments, got {segments}"
+        segments.len() >= 3,
+        "expected at least 3 sealed segments, got {segments:?}"
     );
-    let objects = list(&broker.store, "topics/sealed/0/").await;
-    assert_eq!(
-        objects.len(),
-        segments,
-        "one Parquet object per segment: {objects:?}"
-    );
+    assert_eq!(objects, segments, "one Parquet object per segment");
     assert!(objects.iter().all(|k| k.ends_with(".parquet")));
     broker.stop().await;
 
@@ -418,6 +418,106 @@ async fn one_fetch_reads_its_cold_partitions_at_once() {
     assert!(
         took < get * 6,
         "first records of {PARTITIONS} cold partitions took {took:?} with {get:?} per GET"
+    );
+    broker.stop().await;
+}
+
+/// A consumer asking for a large fetch.min.bytes, reading segments that are only in
+/// the bucket and hold many row groups each: every fetch waits for the groups it needs
+/// (read at once) and a fetch that reaches a segment's end is answered with what it
+/// has, as Kafka answers one outside its active segment. Short answers would each sit
+/// out fetch.wait.max.ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_fetch_min_bytes_is_met_from_cold_segments() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+
+    const PER_SEGMENT: usize = 1500;
+    const VALUE: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        seal_check_ms: 50,
+        // About 100 KB per row group: fifteen in a segment.
+        row_group_rows: 100,
+        ..LogConfig::default()
+    };
+    let broker = TestBroker::start_with(dir.path(), config.clone()).await;
+    let b = broker.bootstrap();
+    create_topic(&b, "bulk", 1, &[("segment.ms", "300")]).await;
+    let p = producer(&b, "all", "none");
+    let value = |i: usize| format!("{i:08}{}", "v".repeat(VALUE - 8));
+    let tp = strata_common::TopicPartition::new("bulk", 0);
+    for round in 0..2 {
+        let values: Vec<String> = (round * PER_SEGMENT..(round + 1) * PER_SEGMENT)
+            .map(value)
+            .collect();
+        let sends = values.iter().map(|v| {
+            let rec = FutureRecord::<(), _>::to("bulk").partition(0).payload(v);
+            p.send(rec, Duration::from_secs(10))
+        });
+        for sent in futures::future::join_all(sends).await {
+            sent.expect("delivered");
+        }
+        // Sealed before the next round, so the rounds are separate segments.
+        let want = ((round + 1) * PER_SEGMENT) as i64 - 1;
+        let mut sealed_to = -1;
+        for _ in 0..200 {
+            let m = broker.log.meta().manifest(&tp).await.unwrap();
+            sealed_to = m.segments.last().map_or(-1, |s| s.last_offset);
+            if sealed_to == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(sealed_to, want, "round {round} not sealed");
+    }
+    drop(p);
+    broker.stop().await;
+
+    let broker = TestBroker::start_with(dir.path(), config).await;
+    let get = Duration::from_millis(100);
+    broker.faults.set_latency(get);
+    let max_wait = Duration::from_secs(30);
+    let b = broker.bootstrap();
+    let started = std::time::Instant::now();
+    let seen = tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .set("group.id", "bulk-reader")
+            .set("enable.auto.commit", "false")
+            // Six row groups' worth; a fetch of 1 MiB ends 460 KB short at the end of
+            // the first segment.
+            .set("fetch.min.bytes", "600000")
+            .set("fetch.wait.max.ms", max_wait.as_millis().to_string())
+            .set("max.partition.fetch.bytes", "1048576")
+            .create()
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset("bulk", 0, rdkafka::Offset::Beginning)
+            .unwrap();
+        c.assign(&tpl).unwrap();
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + 2 * max_wait;
+        while seen.len() < 2 * PER_SEGMENT && std::time::Instant::now() < deadline {
+            match c.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => seen.push((m.offset(), m.payload().map(<[u8]>::to_vec))),
+                Some(Err(e)) => panic!("consumer error: {e}"),
+                None => {}
+            }
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(seen.len(), 2 * PER_SEGMENT, "records read in {took:?}");
+    for (i, (offset, payload)) in seen.iter().enumerate() {
+        assert_eq!(*offset, i as i64);
+        assert_eq!(payload.as_deref(), Some(value(i).as_bytes()), "record {i}");
+    }
+    assert!(
+        took < max_wait / 2,
+        "3 MB from cold segments took {took:?} with fetch.wait.max.ms {max_wait:?}"
     );
     broker.stop().await;
 }

@@ -36,10 +36,10 @@ pub(crate) async fn handle(
             let notified = broker.log.hw_changed().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (resp, sets, bytes, errors) =
+            let (resp, sets, bytes, answer_now) =
                 gather(&broker, &req, header.request_api_version).await;
             let now = tokio::time::Instant::now();
-            if bytes >= min_bytes.max(1) || errors || now >= deadline {
+            if bytes >= min_bytes.max(1) || answer_now || now >= deadline {
                 // The batches are sent from the log's own buffers, not copied.
                 return crate::frame::frame_sharing(&header, &resp, sets);
             }
@@ -53,8 +53,9 @@ pub(crate) async fn handle(
 const READS_IN_PARALLEL: usize = 16;
 
 /// One pass over the requested partitions: (response, the record sets its
-/// frame refers to, record bytes, whether any partition has an error the
-/// client must see now).
+/// frame refers to, record bytes, whether to answer now whatever the bytes:
+/// a partition has an error the client must see, or records from a sealed
+/// segment).
 async fn gather(
     broker: &Arc<Broker>,
     req: &FetchRequest,
@@ -96,7 +97,7 @@ async fn gather(
     let mut sets = RecordSets::default();
     let mut remaining = max_bytes;
     let mut total = 0usize;
-    let mut errors = false;
+    let mut answer_now = false;
     let mut topics = Vec::new();
     let v5 = version >= 5;
     for t in &req.topics {
@@ -143,6 +144,7 @@ async fn gather(
                         .count();
                     let records = sets.add(&r.batches[..keep]);
                     if records.is_some() {
+                        answer_now |= r.sealed;
                         total += size;
                         remaining = remaining.saturating_sub(size);
                         pd.records = records;
@@ -157,7 +159,7 @@ async fn gather(
                         tracing::warn!(%tp, offset = p.fetch_offset, error = %e, "fetch failed");
                     }
                     pd.error_code = broker.log_error_code(&tp, &e);
-                    errors = true;
+                    answer_now = true;
                 }
             }
             parts.push(pd);
@@ -172,5 +174,5 @@ async fn gather(
     let resp = FetchResponse::default()
         .with_session_id(0)
         .with_responses(topics);
-    (resp, sets, total, errors)
+    (resp, sets, total, answer_now)
 }
