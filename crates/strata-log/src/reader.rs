@@ -76,11 +76,17 @@ pub(crate) struct SegmentReader {
     /// Row groups as their batches, keyed `<segment key>#<row group>`.
     cache: HybridCache<String, Group>,
     footers: Arc<Mutex<HashMap<String, ArrowReaderMetadata>>>,
+    /// Segments whose footer and first row group a read that does not wait
+    /// (`min_bytes` 0) left loading in the background, so that the fetches
+    /// asking again meanwhile do not start the same GETs.
+    opening: Arc<Mutex<std::collections::HashSet<String>>>,
     /// Row groups being fetched and decoded, so every fetch and read-ahead that
     /// wants one while it loads waits for that one load. Without this, each
     /// fetch of a cold replay started its own GET and decode of the groups
     /// already on their way: twice the GETs, and 2.6 GiB of RSS replaying 2 GiB.
-    loading: Arc<Mutex<HashMap<String, Load>>>,
+    loading: Arc<Mutex<HashMap<String, Load<Chunk>>>>,
+    /// Footers being fetched, likewise.
+    footer_loads: Arc<Mutex<HashMap<String, Load<ArrowReaderMetadata>>>>,
     /// Decodes running at once, one per core. Every partition of a replay has
     /// its groups and read-ahead loading together; decoded all at once, each
     /// held its Arrow arrays and its re-encoded batches at the same time,
@@ -106,7 +112,19 @@ fn footer_options() -> ArrowReaderOptions {
     ArrowReaderOptions::new().with_page_index(true)
 }
 
-type Load = Shared<BoxFuture<'static, Result<Chunk, Arc<str>>>>;
+/// A load from the store that every reader wanting it awaits. It runs as its
+/// own task: a fetch that stops waiting for it (its max wait is up, its
+/// client went away) does not stop it, and the next fetch finds it done.
+type Load<T> = Shared<BoxFuture<'static, Result<T, Arc<str>>>>;
+
+fn spawned<T: Clone + Send + Sync + 'static>(
+    load: impl std::future::Future<Output = Result<T, Arc<str>>> + Send + 'static,
+) -> Load<T> {
+    let task = tokio::spawn(load);
+    async move { task.await.map_err(|e| Arc::<str>::from(e.to_string()))? }
+        .boxed()
+        .shared()
+}
 
 /// Splits a cached row group back into its batches (headers only).
 fn chunk_of(data: &Bytes) -> Result<Chunk, LogError> {
@@ -179,7 +197,9 @@ impl SegmentReader {
             store,
             cache,
             footers: Arc::new(Mutex::new(HashMap::new())),
+            opening: Arc::new(Mutex::new(std::collections::HashSet::new())),
             loading: Arc::new(Mutex::new(HashMap::new())),
+            footer_loads: Arc::new(Mutex::new(HashMap::new())),
             decoding: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
@@ -215,21 +235,40 @@ impl SegmentReader {
         if let Some(m) = self.footers().get(&seg.key) {
             return Ok(m.clone());
         }
-        let mut file = self.file(seg);
-        let m = ArrowReaderMetadata::load_async(&mut file, footer_options()).await?;
-        let mut f = self.footers();
-        // Footers are small; a crude bound is enough.
-        if f.len() > 4096 {
-            f.clear();
-        }
-        f.insert(seg.key.clone(), m.clone());
-        Ok(m)
+        let load = {
+            let mut loads = self.footer_loads.lock().unwrap_or_else(|p| p.into_inner());
+            loads
+                .entry(seg.key.clone())
+                .or_insert_with(|| {
+                    let (this, seg) = (self.clone(), seg.clone());
+                    spawned(async move {
+                        let mut file = this.file(&seg);
+                        let m = ArrowReaderMetadata::load_async(&mut file, footer_options()).await;
+                        if let Ok(m) = &m {
+                            let mut f = this.footers();
+                            // Footers are small; a crude bound is enough.
+                            if f.len() > 4096 {
+                                f.clear();
+                            }
+                            f.insert(seg.key.clone(), m.clone());
+                        }
+                        this.footer_loads
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&seg.key);
+                        m.map_err(|e| Arc::<str>::from(e.to_string()))
+                    })
+                })
+                .clone()
+        };
+        load.await.map_err(|e| LogError::Store(e.to_string()))
     }
 
     /// Batches of `seg` from the one holding `offset`, up to about
-    /// `max_bytes` (at least one batch). Row groups not yet cached are waited
-    /// for until the batches reach `min_bytes`; past that, the read stops at
-    /// the first such group and leaves it loading.
+    /// `max_bytes` (at least one batch when `min_bytes` > 0). Row groups not
+    /// yet cached are waited for until the batches reach `min_bytes`; past
+    /// that, the read stops at the first such group and leaves it loading
+    /// (with `min_bytes` 0, at once: only cached groups are served).
     pub async fn read(
         &self,
         seg: &SegmentEntry,
@@ -237,7 +276,15 @@ impl SegmentReader {
         min_bytes: usize,
         max_bytes: usize,
     ) -> Result<Vec<Bytes>, LogError> {
-        let footer = self.footer(seg).await?;
+        let cached_footer = self.footers().get(&seg.key).cloned();
+        let footer = match cached_footer {
+            Some(footer) => footer,
+            None if min_bytes == 0 => {
+                self.open_in_background(seg, offset);
+                return Ok(Vec::new());
+            }
+            None => self.footer(seg).await?,
+        };
         let groups = row_groups_from_offset(footer.metadata(), offset);
         let mut out = Vec::new();
         let mut size = 0usize;
@@ -248,7 +295,7 @@ impl SegmentReader {
             // Once the caller has what it asked for at least, a group still on
             // its way is left to the next fetch: this one answers with what it has
             // instead of waiting on a GET.
-            if !out.is_empty() && size >= min_bytes && !cached {
+            if size >= min_bytes && !cached {
                 self.read_ahead(seg, &footer, rg, self.ahead_budget);
                 break;
             }
@@ -282,6 +329,26 @@ impl SegmentReader {
             }
         }
         Ok(out)
+    }
+
+    /// Loads the footer of `seg` and the row group holding `offset` in the
+    /// background, once however many reads ask meanwhile.
+    fn open_in_background(&self, seg: &SegmentEntry, offset: i64) {
+        let mut opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+        if !opening.insert(seg.key.clone()) {
+            return;
+        }
+        drop(opening);
+        let (this, seg) = (self.clone(), seg.clone());
+        tokio::spawn(async move {
+            if let Err(e) = this.read(&seg, offset, 1, 1).await {
+                tracing::debug!(key = seg.key, error = %e, "opening a segment failed");
+            }
+            this.opening
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&seg.key);
+        });
     }
 
     /// Starts loading, all at once, the groups after `rg` that a read about
@@ -391,16 +458,14 @@ impl SegmentReader {
                 .or_insert_with(|| {
                     let this = self.clone();
                     let (seg, footer, k) = (seg.clone(), footer.clone(), k.clone());
-                    async move {
+                    spawned(async move {
                         let r = this.load_row_group(&seg, &footer, rg, &k).await;
                         this.loading
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .remove(&k);
                         r.map_err(|e| Arc::<str>::from(e.to_string()))
-                    }
-                    .boxed()
-                    .shared()
+                    })
                 })
                 .clone()
         };
@@ -656,6 +721,50 @@ mod tests {
         let (reader, seg, _) = counted_reader().await;
         let all = reader.read(&seg, 0, usize::MAX, usize::MAX).await.unwrap();
         assert_eq!(bases(&all), (0..20).map(|b| b * 50).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_that_does_not_wait_serves_cached_groups_and_starts_the_rest() {
+        let bases = |batches: &[Bytes]| -> Vec<i64> {
+            batches
+                .iter()
+                .map(|b| strata_format::parse_header(b).unwrap().base_offset)
+                .collect()
+        };
+        // GETs of one waiting read of a cold segment: footer and first group.
+        let one = {
+            let (reader, seg, metrics) = counted_reader().await;
+            reader.read(&seg, 0, 1, 1).await.unwrap();
+            metrics.snapshot().gets
+        };
+        let (reader, seg, metrics) = counted_reader().await;
+        // Cold: nothing to serve, whoever asks, and the segment is opened once.
+        for _ in 0..8 {
+            assert!(reader
+                .read(&seg, 0, 0, usize::MAX)
+                .await
+                .unwrap()
+                .is_empty());
+        }
+        let cached = |rg| reader.cache.contains(&SegmentReader::cache_key(&seg, rg));
+        for _ in 0..250 {
+            if cached(0) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(cached(0), "the first group was loaded in the background");
+        settle(&reader).await;
+        let gets = metrics.snapshot().gets;
+        // Its read-ahead may have added a group or two; eight openings would
+        // have been eight footers and first groups at least.
+        assert!(gets < one * 3, "{gets} GETs against {one} for one read");
+        // Warm: the cached groups, up to the first that is not.
+        let served = reader.read(&seg, 0, 0, usize::MAX).await.unwrap();
+        assert!(served.len() >= 4, "at least the first group");
+        let whole_groups: Vec<i64> = (0..served.len() as i64).map(|b| b * 50).collect();
+        assert_eq!(bases(&served), whole_groups);
+        assert_eq!(served.len() % 4, 0, "whole groups of four batches");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -521,3 +521,105 @@ async fn a_large_fetch_min_bytes_is_met_from_cold_segments() {
     );
     broker.stop().await;
 }
+
+/// A consumer of two partitions, one whose segment is cached and one whose segment
+/// is still only in a slow bucket: the cached partition's records arrive within the
+/// consumer's fetch.wait.max.ms, not once the other partition's GETs are done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_partition_does_not_hold_back_a_cached_one() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        seal_check_ms: 50,
+        ..LogConfig::default()
+    };
+    let broker = TestBroker::start_with(dir.path(), config.clone()).await;
+    let b = broker.bootstrap();
+    create_topic(&b, "mixed", 2, &[("segment.ms", "100")]).await;
+    let p = producer(&b, "all", "none");
+    for part in 0..2 {
+        send(&p, "mixed", part, 50, "m").await;
+    }
+    drop(p);
+    for part in 0..2 {
+        let tp = strata_common::TopicPartition::new("mixed", part);
+        let mut sealed_to = -1;
+        for _ in 0..200 {
+            let m = broker.log.meta().manifest(&tp).await.unwrap();
+            sealed_to = m.segments.last().map_or(-1, |s| s.last_offset);
+            if sealed_to == 49 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(sealed_to, 49, "partition {part} not sealed");
+    }
+    broker.stop().await;
+
+    let broker = TestBroker::start_with(dir.path(), config).await;
+    let b = broker.bootstrap();
+    // Partition 0 read once: its segment is now in the cache.
+    let b2 = b.clone();
+    let warm = tokio::task::spawn_blocking(move || {
+        consume(&b2, "mixed", 0, 0, 50, Duration::from_secs(20))
+    })
+    .await
+    .unwrap();
+    assert_eq!(warm.len(), 50);
+    // Partition 1 taken over too (its manifest and WAL read), its segment not read.
+    let b2 = b.clone();
+    let marks = tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &b2)
+            .create()
+            .unwrap();
+        c.fetch_watermarks("mixed", 1, Duration::from_secs(20))
+    })
+    .await
+    .unwrap();
+    assert_eq!(marks.unwrap(), (0, 50));
+    let get = Duration::from_secs(3);
+    broker.faults.set_latency(get);
+    let started = std::time::Instant::now();
+    let firsts = tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .set("group.id", "mixed-reader")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "500")
+            .create()
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for part in 0..2 {
+            tpl.add_partition_offset("mixed", part, rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+        c.assign(&tpl).unwrap();
+        let mut firsts = std::collections::BTreeMap::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while firsts.len() < 2 && std::time::Instant::now() < deadline {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
+                firsts
+                    .entry(m.partition())
+                    .or_insert((m.offset(), started.elapsed()));
+            }
+        }
+        firsts
+    })
+    .await
+    .unwrap();
+    assert_eq!(firsts.len(), 2, "partitions read: {firsts:?}");
+    assert!(firsts.values().all(|&(o, _)| o == 0), "{firsts:?}");
+    let (cached, cold) = (firsts[&0].1, firsts[&1].1);
+    assert!(
+        cold >= get,
+        "the cold partition's GETs take {get:?} each: {firsts:?}"
+    );
+    assert!(
+        cached < get / 2,
+        "the cached partition waited {cached:?} with the cold one's GETs at {get:?}"
+    );
+    broker.stop().await;
+}

@@ -32,20 +32,48 @@ pub(crate) async fn handle(
         let wait = Duration::from_millis(req.max_wait_ms.clamp(0, 60_000) as u64);
         let deadline = tokio::time::Instant::now() + wait;
         let min_bytes = req.min_bytes.max(0) as usize;
+        let version = header.request_api_version;
+        let enough = |bytes: usize, answer_now: bool| {
+            bytes >= min_bytes.max(1) || answer_now || tokio::time::Instant::now() >= deadline
+        };
         loop {
             let notified = broker.log.hw_changed().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // First from what is in memory and the cache; only if that is not
+            // enough, again waiting for row groups still in the store, until
+            // the client's max wait. A fetch of a replay's partitions otherwise
+            // held every partition's cached records back until the one whose
+            // next group was still on its way had it, while the consumer sat
+            // idle; and a slow bucket kept a fetch past its max wait.
             let (resp, sets, bytes, answer_now) =
-                gather(&broker, &req, header.request_api_version).await;
-            let now = tokio::time::Instant::now();
-            if bytes >= min_bytes.max(1) || answer_now || now >= deadline {
+                gather(&broker, &req, version, Reads::Cached).await;
+            if enough(bytes, answer_now) {
                 // The batches are sent from the log's own buffers, not copied.
                 return crate::frame::frame_sharing(&header, &resp, sets);
+            }
+            let waiting = gather(&broker, &req, version, Reads::Waiting);
+            match tokio::time::timeout_at(deadline, waiting).await {
+                Ok((resp, sets, bytes, answer_now)) if enough(bytes, answer_now) => {
+                    return crate::frame::frame_sharing(&header, &resp, sets);
+                }
+                Ok(_) => {}
+                // The loads go on without this fetch; the next one finds them.
+                Err(_) => return crate::frame::frame_sharing(&header, &resp, sets),
             }
             let _ = tokio::time::timeout_at(deadline, notified).await;
         }
     }))
+}
+
+/// What a pass over a fetch's partitions does with row groups of sealed
+/// segments that are not cached.
+#[derive(Clone, Copy)]
+enum Reads {
+    /// Starts loading them and answers without their records.
+    Cached,
+    /// Waits for them until the partition's read holds fetch.min.bytes.
+    Waiting,
 }
 
 /// Partitions read at once by one fetch. Read one after another, a fetch of
@@ -60,6 +88,7 @@ async fn gather(
     broker: &Arc<Broker>,
     req: &FetchRequest,
     version: i16,
+    store_reads: Reads,
 ) -> (FetchResponse, RecordSets, usize, bool) {
     let max_bytes = if req.max_bytes > 0 {
         req.max_bytes as usize
@@ -68,10 +97,12 @@ async fn gather(
     };
     // Every partition is read at once, each up to its own limit; the response's
     // total limit is applied below in request order, as Kafka applies it.
-    // A partition's read waits for row groups still in the store only while it
-    // holds less than the whole response must (fetch.min.bytes): with the
-    // clients' default of 1 byte, a fetch answers with what is cached.
-    let min_bytes = req.min_bytes.max(1) as usize;
+    // Waiting, a partition's read waits for row groups still in the store only
+    // while it holds less than the whole response must (fetch.min.bytes).
+    let min_bytes = match store_reads {
+        Reads::Cached => 0,
+        Reads::Waiting => req.min_bytes.max(1) as usize,
+    };
     let wanted: Vec<(TopicPartition, i64, usize)> = req
         .topics
         .iter()
