@@ -622,6 +622,12 @@ mod tests {
             Arc::new(InMemory::new()),
             metrics.clone(),
         ));
+        let (reader, seg) = reader_over(store).await;
+        (reader, seg, metrics)
+    }
+
+    /// A memory-only reader over `store`, into which one segment is put.
+    async fn reader_over(store: Arc<dyn ObjectStore>) -> (SegmentReader, SegmentEntry) {
         let (file, end) = segment();
         let key = "topics/t/0/00000000000000000000.parquet";
         store
@@ -642,7 +648,7 @@ mod tests {
             disk_bytes: 0,
         };
         let reader = SegmentReader::new(store, &cache).await.unwrap();
-        (reader, seg, metrics)
+        (reader, seg)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -770,27 +776,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_read_waiting_for_min_bytes_loads_the_groups_it_needs_at_once() {
         let (store, faults) = strata_store::FaultyStore::new(Arc::new(InMemory::new()));
-        let store: Arc<dyn ObjectStore> = Arc::new(store);
-        let (file, end) = segment();
-        let key = "topics/t/0/00000000000000000000.parquet";
-        store
-            .put(&Path::from(key), PutPayload::from(file.clone()))
-            .await
-            .unwrap();
-        let seg = SegmentEntry {
-            base_offset: 0,
-            last_offset: end - 1,
-            key: key.into(),
-            size_bytes: file.len() as u64,
-            max_timestamp: 0,
-            producers: None,
-        };
-        let cache = CacheConfig {
-            memory_bytes: 64 << 20,
-            dir: None,
-            disk_bytes: 0,
-        };
-        let reader = SegmentReader::new(store, &cache).await.unwrap();
+        let (reader, seg) = reader_over(Arc::new(store)).await;
         let footer = reader.footer(&seg).await.unwrap();
         let groups = footer.metadata().num_row_groups();
         assert_eq!(groups, 5);

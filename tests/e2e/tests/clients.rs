@@ -109,6 +109,62 @@ fn check(seen: &[strata_e2e::Seen], tag: &str, first: i64) {
     }
 }
 
+/// Waits until `topic`/`partition` is sealed up to `last` (its last segment ends there).
+async fn wait_sealed_to(broker: &TestBroker, topic: &str, partition: i32, last: i64) {
+    let tp = strata_common::TopicPartition::new(topic, partition);
+    let mut sealed_to = -1;
+    for _ in 0..200 {
+        let m = broker.log.meta().manifest(&tp).await.unwrap();
+        sealed_to = m.segments.last().map_or(-1, |s| s.last_offset);
+        if sealed_to == last {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sealed_to, last, "{topic}/{partition} not sealed");
+}
+
+/// Assigns `partitions` of `topic` from the beginning to a new consumer (with
+/// `settings` on top of the defaults) and polls until each has given its first
+/// record or a minute passed: per partition, that record's offset and when it
+/// came, counted from `started`. Blocking: call it from `spawn_blocking`.
+fn first_records(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    settings: &[(&str, &str)],
+    started: std::time::Instant,
+) -> std::collections::BTreeMap<i32, (i64, Duration)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("{topic}-reader"))
+        .set("enable.auto.commit", "false");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let c: BaseConsumer = config.create().unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for part in 0..partitions {
+        tpl.add_partition_offset(topic, part, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut firsts = std::collections::BTreeMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while firsts.len() < partitions as usize && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
+            firsts
+                .entry(m.partition())
+                .or_insert((m.offset(), started.elapsed()));
+        }
+    }
+    firsts
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_compression_codec_round_trips() {
     let dir = tempfile::tempdir().unwrap();
@@ -344,9 +400,6 @@ async fn memory_budget_seals_tails_before_segment_bytes() {
 /// another, so the first records of every partition arrive in about one GET's time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_fetch_reads_its_cold_partitions_at_once() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::Message;
-
     const PARTITIONS: i32 = 8;
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
@@ -363,17 +416,7 @@ async fn one_fetch_reads_its_cold_partitions_at_once() {
     drop(p);
     // Every partition sealed whole: after the restart nothing is in memory.
     for part in 0..PARTITIONS {
-        let tp = strata_common::TopicPartition::new("wide", part);
-        let mut sealed_to = -1;
-        for _ in 0..200 {
-            let m = broker.log.meta().manifest(&tp).await.unwrap();
-            sealed_to = m.segments.last().map_or(-1, |s| s.last_offset);
-            if sealed_to == 49 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(sealed_to, 49, "partition {part} not sealed");
+        wait_sealed_to(&broker, "wide", part, 49).await;
     }
     broker.stop().await;
 
@@ -382,37 +425,17 @@ async fn one_fetch_reads_its_cold_partitions_at_once() {
     broker.faults.set_latency(get);
     let b = broker.bootstrap();
     let started = std::time::Instant::now();
-    let firsts = tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &b)
-            .set("group.id", "wide-reader")
-            .set("enable.auto.commit", "false")
-            .create()
+    let firsts =
+        tokio::task::spawn_blocking(move || first_records(&b, "wide", PARTITIONS, &[], started))
+            .await
             .unwrap();
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for part in 0..PARTITIONS {
-            tpl.add_partition_offset("wide", part, rdkafka::Offset::Beginning)
-                .unwrap();
-        }
-        c.assign(&tpl).unwrap();
-        let mut firsts = std::collections::BTreeMap::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while firsts.len() < PARTITIONS as usize && std::time::Instant::now() < deadline {
-            if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-                firsts.entry(m.partition()).or_insert(m.offset());
-            }
-        }
-        firsts
-    })
-    .await
-    .unwrap();
     let took = started.elapsed();
     assert_eq!(
         firsts.len(),
         PARTITIONS as usize,
         "partitions read: {firsts:?}"
     );
-    assert!(firsts.values().all(|&o| o == 0), "{firsts:?}");
+    assert!(firsts.values().all(|&(o, _)| o == 0), "{firsts:?}");
     // Each cold partition costs two GETs (footer, row group). One after another
     // that is 16 GETs; read at once, a few.
     assert!(
@@ -446,7 +469,6 @@ async fn a_large_fetch_min_bytes_is_met_from_cold_segments() {
     create_topic(&b, "bulk", 1, &[("segment.ms", "300")]).await;
     let p = producer(&b, "all", "none");
     let value = |i: usize| format!("{i:08}{}", "v".repeat(VALUE - 8));
-    let tp = strata_common::TopicPartition::new("bulk", 0);
     for round in 0..2 {
         let values: Vec<String> = (round * PER_SEGMENT..(round + 1) * PER_SEGMENT)
             .map(value)
@@ -459,17 +481,7 @@ async fn a_large_fetch_min_bytes_is_met_from_cold_segments() {
             sent.expect("delivered");
         }
         // Sealed before the next round, so the rounds are separate segments.
-        let want = ((round + 1) * PER_SEGMENT) as i64 - 1;
-        let mut sealed_to = -1;
-        for _ in 0..200 {
-            let m = broker.log.meta().manifest(&tp).await.unwrap();
-            sealed_to = m.segments.last().map_or(-1, |s| s.last_offset);
-            if sealed_to == want {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(sealed_to, want, "round {round} not sealed");
+        wait_sealed_to(&broker, "bulk", 0, ((round + 1) * PER_SEGMENT) as i64 - 1).await;
     }
     drop(p);
     broker.stop().await;
@@ -527,9 +539,6 @@ async fn a_large_fetch_min_bytes_is_met_from_cold_segments() {
 /// consumer's fetch.wait.max.ms, not once the other partition's GETs are done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_partition_does_not_hold_back_a_cached_one() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::Message;
-
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
         seal_check_ms: 50,
@@ -544,17 +553,7 @@ async fn a_cold_partition_does_not_hold_back_a_cached_one() {
     }
     drop(p);
     for part in 0..2 {
-        let tp = strata_common::TopicPartition::new("mixed", part);
-        let mut sealed_to = -1;
-        for _ in 0..200 {
-            let m = broker.log.meta().manifest(&tp).await.unwrap();
-            sealed_to = m.segments.last().map_or(-1, |s| s.last_offset);
-            if sealed_to == 49 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(sealed_to, 49, "partition {part} not sealed");
+        wait_sealed_to(&broker, "mixed", part, 49).await;
     }
     broker.stop().await;
 
@@ -571,6 +570,7 @@ async fn a_cold_partition_does_not_hold_back_a_cached_one() {
     // Partition 1 taken over too (its manifest and WAL read), its segment not read.
     let b2 = b.clone();
     let marks = tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
         let c: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &b2)
             .create()
@@ -583,33 +583,11 @@ async fn a_cold_partition_does_not_hold_back_a_cached_one() {
     let get = Duration::from_secs(3);
     broker.faults.set_latency(get);
     let started = std::time::Instant::now();
-    let firsts = tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &b)
-            .set("group.id", "mixed-reader")
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "500")
-            .create()
+    let settings = [("fetch.wait.max.ms", "500")];
+    let firsts =
+        tokio::task::spawn_blocking(move || first_records(&b, "mixed", 2, &settings, started))
+            .await
             .unwrap();
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for part in 0..2 {
-            tpl.add_partition_offset("mixed", part, rdkafka::Offset::Beginning)
-                .unwrap();
-        }
-        c.assign(&tpl).unwrap();
-        let mut firsts = std::collections::BTreeMap::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while firsts.len() < 2 && std::time::Instant::now() < deadline {
-            if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
-                firsts
-                    .entry(m.partition())
-                    .or_insert((m.offset(), started.elapsed()));
-            }
-        }
-        firsts
-    })
-    .await
-    .unwrap();
     assert_eq!(firsts.len(), 2, "partitions read: {firsts:?}");
     assert!(firsts.values().all(|&(o, _)| o == 0), "{firsts:?}");
     let (cached, cold) = (firsts[&0].1, firsts[&1].1);
