@@ -100,10 +100,11 @@ pub(crate) struct SegmentReader {
     ahead_budget: usize,
 }
 
-/// Compressed bytes read ahead at once across all partitions: eight ranged
-/// GETs of a row group of 1 KiB records, about what the store serves at its
-/// full rate.
-const READ_AHEAD_BYTES: usize = 64 << 20;
+/// Compressed bytes read ahead at once across all partitions: six ranged
+/// GETs of a row group of 1 KiB records, enough to keep the store serving at
+/// its full rate. With fetches answering from the cache first, 64 MiB
+/// replayed no faster and peaked 30 MiB higher.
+const READ_AHEAD_BYTES: usize = 48 << 20;
 
 /// Footers are read with the page index (the writer always writes the offset
 /// index): knowing where each page starts, the Parquet reader slices pages out
