@@ -243,8 +243,15 @@ impl SegmentReader {
                 .or_insert_with(|| {
                     let (this, seg) = (self.clone(), seg.clone());
                     spawned(async move {
-                        let mut file = this.file(&seg);
-                        let m = ArrowReaderMetadata::load_async(&mut file, footer_options()).await;
+                        // As for row groups: it may have been loaded just now.
+                        let cached = this.footers().get(&seg.key).cloned();
+                        let m = match cached {
+                            Some(m) => Ok(m),
+                            None => {
+                                let mut file = this.file(&seg);
+                                ArrowReaderMetadata::load_async(&mut file, footer_options()).await
+                            }
+                        };
                         if let Ok(m) = &m {
                             let mut f = this.footers();
                             // Footers are small; a crude bound is enough.
@@ -460,7 +467,12 @@ impl SegmentReader {
                     let this = self.clone();
                     let (seg, footer, k) = (seg.clone(), footer.clone(), k.clone());
                     spawned(async move {
-                        let r = this.load_row_group(&seg, &footer, rg, &k).await;
+                        // A load that finished between this reader's cache miss
+                        // and its taking the lock is in the cache already.
+                        let r = match this.cache.get(&k).await {
+                            Ok(Some(e)) => Ok(e.value().0.clone()),
+                            _ => this.load_row_group(&seg, &footer, rg, &k).await,
+                        };
                         this.loading
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
@@ -602,12 +614,15 @@ mod tests {
             .sum();
         assert_eq!(total, 200);
 
-        // Lose the object and the memory tier: only the disk tier is left.
+        // Lose the object and the memory tier: only the disk tier is left. The
+        // groups read ahead meanwhile may be on disk as well, so the read asks for
+        // as many bytes as the first one served.
         store.delete(&Path::from(key)).await.unwrap();
+        let size = first.iter().map(Bytes::len).sum();
         let mut again = Err(LogError::Shutdown);
         for _ in 0..50 {
             reader.cache.memory().clear();
-            again = reader.read(&seg, 420, 1, usize::MAX).await;
+            again = reader.read(&seg, 420, 1, size).await;
             if again.is_ok() {
                 break;
             }
@@ -744,15 +759,21 @@ mod tests {
             reader.read(&seg, 0, 1, 1).await.unwrap();
             metrics.snapshot().gets
         };
-        let (reader, seg, metrics) = counted_reader().await;
-        // Cold: nothing to serve, whoever asks, and the segment is opened once.
+        let metrics = strata_store::StoreMetrics::new();
+        let (faulty, faults) = strata_store::FaultyStore::new(Arc::new(InMemory::new()));
+        let (reader, seg) = reader_over(Arc::new(strata_store::CountingStore::new(
+            Arc::new(faulty),
+            metrics.clone(),
+        )))
+        .await;
+        // Cold, and the store held up: nothing to serve, whoever asks, and the
+        // segment is opened once.
+        faults.stall(true);
         for _ in 0..8 {
-            assert!(reader
-                .read(&seg, 0, 0, usize::MAX)
-                .await
-                .unwrap()
-                .is_empty());
+            let served = reader.read(&seg, 0, 0, usize::MAX).await.unwrap();
+            assert!(served.is_empty());
         }
+        faults.stall(false);
         let cached = |rg| reader.cache.contains(&SegmentReader::cache_key(&seg, rg));
         for _ in 0..250 {
             if cached(0) {
