@@ -118,13 +118,31 @@ fn footer_options() -> ArrowReaderOptions {
 /// client went away) does not stop it, and the next fetch finds it done.
 type Load<T> = Shared<BoxFuture<'static, Result<T, Arc<str>>>>;
 
-fn spawned<T: Clone + Send + Sync + 'static>(
-    load: impl std::future::Future<Output = Result<T, Arc<str>>> + Send + 'static,
-) -> Load<T> {
-    let task = tokio::spawn(load);
-    async move { task.await.map_err(|e| Arc::<str>::from(e.to_string()))? }
-        .boxed()
-        .shared()
+/// The load of `key` under way in `loads`, or a new one made by `load`,
+/// which leaves `loads` when it ends.
+fn load_once<T, F>(
+    loads: &Arc<Mutex<HashMap<String, Load<T>>>>,
+    key: &str,
+    load: impl FnOnce() -> F,
+) -> Load<T>
+where
+    T: Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Result<T, LogError>> + Send + 'static,
+{
+    let mut map = loads.lock().unwrap_or_else(|p| p.into_inner());
+    map.entry(key.to_string())
+        .or_insert_with(|| {
+            let (loads, key, load) = (loads.clone(), key.to_string(), load());
+            let task = tokio::spawn(async move {
+                let r = load.await;
+                loads.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                r.map_err(|e| Arc::<str>::from(e.to_string()))
+            });
+            async move { task.await.map_err(|e| Arc::<str>::from(e.to_string()))? }
+                .boxed()
+                .shared()
+        })
+        .clone()
 }
 
 /// Splits a cached row group back into its batches (headers only).
@@ -228,6 +246,15 @@ impl SegmentReader {
         self.footers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn remember_footer(&self, seg: &SegmentEntry, m: ArrowReaderMetadata) {
+        let mut f = self.footers();
+        // Footers are small; a crude bound is enough.
+        if f.len() > 4096 {
+            f.clear();
+        }
+        f.insert(seg.key.clone(), m);
+    }
+
     fn cache_key(seg: &SegmentEntry, rg: usize) -> String {
         format!("{}#{rg}", seg.key)
     }
@@ -236,39 +263,22 @@ impl SegmentReader {
         if let Some(m) = self.footers().get(&seg.key) {
             return Ok(m.clone());
         }
-        let load = {
-            let mut loads = self.footer_loads.lock().unwrap_or_else(|p| p.into_inner());
-            loads
-                .entry(seg.key.clone())
-                .or_insert_with(|| {
-                    let (this, seg) = (self.clone(), seg.clone());
-                    spawned(async move {
-                        // As for row groups: it may have been loaded just now.
-                        let cached = this.footers().get(&seg.key).cloned();
-                        let m = match cached {
-                            Some(m) => Ok(m),
-                            None => {
-                                let mut file = this.file(&seg);
-                                ArrowReaderMetadata::load_async(&mut file, footer_options()).await
-                            }
-                        };
-                        if let Ok(m) = &m {
-                            let mut f = this.footers();
-                            // Footers are small; a crude bound is enough.
-                            if f.len() > 4096 {
-                                f.clear();
-                            }
-                            f.insert(seg.key.clone(), m.clone());
-                        }
-                        this.footer_loads
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&seg.key);
-                        m.map_err(|e| Arc::<str>::from(e.to_string()))
-                    })
-                })
-                .clone()
-        };
+        let load = load_once(&self.footer_loads, &seg.key, || {
+            let (this, seg) = (self.clone(), seg.clone());
+            async move {
+                // As for row groups: it may have been loaded just now.
+                let cached = this.footers().get(&seg.key).cloned();
+                let m = match cached {
+                    Some(m) => m,
+                    None => {
+                        let mut file = this.file(&seg);
+                        ArrowReaderMetadata::load_async(&mut file, footer_options()).await?
+                    }
+                };
+                this.remember_footer(&seg, m.clone());
+                Ok(m)
+            }
+        });
         load.await.map_err(|e| LogError::Store(e.to_string()))
     }
 
@@ -387,13 +397,7 @@ impl SegmentReader {
     /// from the file bytes, and each row group as the batches it was written from.
     pub(crate) fn insert_sealed(&self, seg: &SegmentEntry, file: &Bytes, row_groups: Vec<Chunk>) {
         match ArrowReaderMetadata::load(file, footer_options()) {
-            Ok(m) => {
-                let mut f = self.footers();
-                if f.len() > 4096 {
-                    f.clear();
-                }
-                f.insert(seg.key.clone(), m);
-            }
+            Ok(m) => self.remember_footer(seg, m),
             Err(e) => tracing::debug!(key = seg.key, error = %e, "sealed footer not cached"),
         }
         // Memory only: the bytes are in the bucket and, on a local store, on this
@@ -459,29 +463,17 @@ impl SegmentReader {
             Ok(None) => {}
             Err(e) => tracing::debug!(key = k, error = %e, "segment cache read failed"),
         }
-        let load = {
-            let mut loading = self.loading.lock().unwrap_or_else(|p| p.into_inner());
-            loading
-                .entry(k.clone())
-                .or_insert_with(|| {
-                    let this = self.clone();
-                    let (seg, footer, k) = (seg.clone(), footer.clone(), k.clone());
-                    spawned(async move {
-                        // A load that finished between this reader's cache miss
-                        // and its taking the lock is in the cache already.
-                        let r = match this.cache.get(&k).await {
-                            Ok(Some(e)) => Ok(e.value().0.clone()),
-                            _ => this.load_row_group(&seg, &footer, rg, &k).await,
-                        };
-                        this.loading
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&k);
-                        r.map_err(|e| Arc::<str>::from(e.to_string()))
-                    })
-                })
-                .clone()
-        };
+        let load = load_once(&self.loading, &k, || {
+            let (this, seg, footer, k) = (self.clone(), seg.clone(), footer.clone(), k.clone());
+            async move {
+                // A load that finished between this reader's cache miss and its
+                // taking the lock is in the cache already.
+                match this.cache.get(&k).await {
+                    Ok(Some(e)) => Ok(e.value().0.clone()),
+                    _ => this.load_row_group(&seg, &footer, rg, &k).await,
+                }
+            }
+        });
         load.await.map_err(|e| LogError::Store(e.to_string()))
     }
 
