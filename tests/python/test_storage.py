@@ -5,7 +5,8 @@ segments once the local cache is gone. Run against the local-folder store and s3
 import duckdb
 import pytest
 
-from kafka_util import assert_same, consume, create_topic, produce, unique, watermarks
+from kafka_util import (assert_same, consume, create_topic, produce, unique, wait_until,
+                        watermarks)
 from storage_util import (fill_with_sealed_segments, read_segment, sample_records,
                           segment_keys, segment_records, wal_keys)
 
@@ -94,3 +95,46 @@ def test_fetch_from_sealed_segment_after_cache_dropped(strata, store):
     # and the broker keeps taking writes at the right offsets
     more = produce(broker.bootstrap, topic, sample_records(10, start=len(acked)))
     assert [r.offset for r in more] == list(range(len(acked), len(acked) + 10))
+
+
+def test_incompressible_values_are_kept_as_they_are_and_read_back(strata, store, tmp_path):
+    """Values zstd cannot shrink (already compressed or encrypted payloads) are stored in
+    uncompressed pages; DuckDB and a consumer after a cold restart read them unchanged."""
+    import io
+    import os
+
+    import pyarrow.parquet as pq
+
+    broker = strata(s3=store)
+    topic = unique("incompressible")
+    create_topic(broker.bootstrap, topic, config={"segment.bytes": "65536"})
+    records = [(f"key-{i % 50}".encode(), os.urandom(300 + i % 200), [("seq", str(i).encode())])
+               for i in range(3000)]
+    acked = produce(broker.bootstrap, topic, records, acks="all", batch_num_messages=100,
+                    linger_ms=2)
+    wait_until(lambda: len(segment_keys(broker, topic)) >= 3, 60,
+               what=f">= 3 sealed segments of {topic} in {broker.objects.describe()}")
+
+    segments = segment_keys(broker, topic)
+    for _, key in segments[:3]:
+        meta = pq.ParquetFile(io.BytesIO(broker.objects.read(key))).metadata
+        for rg in range(meta.num_row_groups):
+            codecs = {meta.row_group(rg).column(c).path_in_schema:
+                      meta.row_group(rg).column(c).compression
+                      for c in range(meta.num_columns)}
+            assert codecs["value"] == "UNCOMPRESSED", f"{key} row group {rg}: {codecs}"
+            assert codecs["offset"] == codecs["key"] == "ZSTD", f"{key} row group {rg}: {codecs}"
+
+    base, key = segments[1]
+    path = tmp_path / "segment.parquet"
+    path.write_bytes(broker.objects.read(key))
+    db = duckdb.connect()
+    rows = db.execute(f"select \"offset\", value from read_parquet('{path}') order by 1").fetchall()
+    db.close()
+    assert rows and rows[0][0] == base
+    assert [(o, bytes(v)) for o, v in rows] == [(r.offset, r.value) for r in acked[base:base + len(rows)]]
+
+    broker.stop()
+    broker.drop_cache()
+    broker.start()
+    assert_same(consume(broker.bootstrap, topic), acked)

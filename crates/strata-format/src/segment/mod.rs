@@ -57,7 +57,8 @@ pub struct SegmentInfo {
 pub struct SegmentWriteOptions {
     /// Rows per row group: the unit a reader fetches to serve an offset.
     pub row_group_rows: usize,
-    /// Zstd level for all columns; `None` writes uncompressed pages.
+    /// Zstd level for every column, except `value` when a trial on the first row group's
+    /// values shows zstd saving under 10%; `None` writes uncompressed pages.
     pub zstd_level: Option<i32>,
 }
 

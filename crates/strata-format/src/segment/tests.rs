@@ -296,3 +296,104 @@ fn grouped_write_of_only_empty_batches_is_refused() {
         write_segment_grouped(&info(), raw.iter().map(|b| decode_batch(b)), &opts(5)).unwrap_err();
     assert!(matches!(err, FormatError::InvalidSegment(_)), "{err}");
 }
+
+/// Batches of `n` records each whose values are `value(offset)`.
+fn batches_of(sizes: &[i64], value: impl Fn(i64) -> Vec<u8>) -> Vec<DecodedBatch> {
+    let mut input = batches(0, sizes);
+    for r in input.iter_mut().flat_map(|b| b.records.iter_mut()) {
+        r.value = Some(Bytes::from(value(r.offset)));
+    }
+    input
+}
+
+/// The codec of every column chunk named `name`, one per row group (a file does not
+/// record zstd's level).
+fn codecs(file: Bytes, name: &str) -> Vec<&'static str> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let meta = builder.metadata();
+    let leaf = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == name)
+        .unwrap();
+    (0..meta.num_row_groups())
+        .map(|rg| match meta.row_group(rg).column(leaf).compression() {
+            parquet::basic::Compression::ZSTD(_) => "zstd",
+            parquet::basic::Compression::UNCOMPRESSED => "none",
+            _ => "other",
+        })
+        .collect()
+}
+
+fn noise(seed: i64, len: usize) -> Vec<u8> {
+    let mut x = seed as u64 | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn values_that_do_not_compress_are_stored_uncompressed() {
+    let input = batches_of(&[40, 40, 40], |offset| noise(offset + 1, 900));
+    let file = write_segment(&info(), &input, &opts(50)).unwrap();
+    assert_eq!(codecs(file.clone(), "value"), ["none"; 2]);
+    // Offsets, keys and batch fields still compress.
+    assert_eq!(codecs(file.clone(), "offset"), ["zstd"; 2]);
+    assert_eq!(codecs(file.clone(), "key"), ["zstd"; 2]);
+    let raw: Vec<Bytes> = input
+        .iter()
+        .map(|b| {
+            encode_batch(
+                &crate::records::BatchSpec::from_header(&b.header),
+                &b.records,
+            )
+        })
+        .collect();
+    assert_eq!(read_segment_bytes(file, 0).unwrap(), raw);
+}
+
+#[test]
+fn values_that_compress_are_stored_with_zstd() {
+    let event = |offset: i64| {
+        format!(
+            r#"{{"user":{},"event":"page_view","url":"/products/{}"}}"#,
+            offset % 7,
+            offset % 13
+        )
+        .repeat(10)
+        .into_bytes()
+    };
+    let input = batches_of(&[40, 40, 40], event);
+    let file = write_segment(&info(), &input, &opts(50)).unwrap();
+    assert_eq!(codecs(file.clone(), "value"), ["zstd"; 2]);
+    let value_bytes: usize = input
+        .iter()
+        .flat_map(|b| &b.records)
+        .map(|r| r.value.as_ref().unwrap().len())
+        .sum();
+    assert!(
+        file.len() < value_bytes / 4,
+        "{} bytes for {value_bytes}",
+        file.len()
+    );
+}
+
+#[test]
+fn without_a_zstd_level_every_column_is_uncompressed() {
+    let event = |offset: i64| format!("event {}", offset % 3).repeat(50).into_bytes();
+    let input = batches_of(&[10, 10], event);
+    let opts = SegmentWriteOptions {
+        row_group_rows: 100,
+        zstd_level: None,
+    };
+    let file = write_segment(&info(), &input, &opts).unwrap();
+    assert_eq!(codecs(file.clone(), "value"), ["none"]);
+    assert_eq!(codecs(file, "offset"), ["none"]);
+}

@@ -14,6 +14,7 @@ use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::format::SortingColumn;
+use parquet::schema::types::ColumnPath;
 
 use super::{
     header_item_field, header_struct_fields, segment_schema, SegmentInfo, SegmentWriteOptions,
@@ -61,46 +62,29 @@ pub fn write_segment_grouped(
     batches: impl IntoIterator<Item = Result<DecodedBatch, FormatError>>,
     opts: &SegmentWriteOptions,
 ) -> Result<(Bytes, Vec<Vec<usize>>), FormatError> {
-    let compression = match opts.zstd_level {
-        Some(level) => ParquetCompression::ZSTD(ZstdLevel::try_new(level)?),
-        None => ParquetCompression::UNCOMPRESSED,
-    };
     let row_group_rows = opts.row_group_rows.max(1);
-    let props = WriterProperties::builder()
-        .set_compression(compression)
-        // Row groups are cut below by batch; the writer must never cut one itself.
-        .set_max_row_group_size(usize::MAX)
-        // Page statistics give chunk statistics plus the column index; the offset index
-        // is on by default. Together they let a reader seek by offset.
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_sorting_columns(Some(vec![SortingColumn {
-            column_idx: super::col::OFFSET as i32,
-            descending: false,
-            nulls_first: false,
-        }]))
-        .set_key_value_metadata(Some(vec![
-            KeyValue::new(META_TOPIC.into(), info.topic.clone()),
-            KeyValue::new(META_TOPIC_ID.into(), info.topic_id.clone()),
-            KeyValue::new(META_PARTITION.into(), info.partition.to_string()),
-            KeyValue::new(
-                META_FORMAT_VERSION.into(),
-                SEGMENT_FORMAT_VERSION.to_string(),
-            ),
-        ]))
-        .build();
-
-    let mut writer = ArrowWriter::try_new(Vec::new(), segment_schema(), Some(props))?;
+    // Created at the first row group, whose values decide how the value column is stored.
+    let mut writer: Option<ArrowWriter<Vec<u8>>> = None;
     let mut pending: Vec<DecodedBatch> = Vec::new();
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut group: Vec<usize> = Vec::new();
     let (mut rows, mut bytes) = (0usize, 0usize);
     let mut first_offset = None;
     let mut last_offset: Option<i64> = None;
-    let write_group = |writer: &mut ArrowWriter<Vec<u8>>, pending: &mut Vec<DecodedBatch>| {
+    let write_group = |writer: &mut Option<ArrowWriter<Vec<u8>>>,
+                       pending: &mut Vec<DecodedBatch>| {
         let group: Vec<(&BatchHeader, &Record)> = pending
             .iter()
             .flat_map(|b| b.records.iter().map(move |r| (&b.header, r)))
             .collect();
+        let writer = match writer {
+            Some(w) => w,
+            None => writer.insert(ArrowWriter::try_new(
+                Vec::new(),
+                segment_schema(),
+                Some(properties(info, opts, &group)?),
+            )?),
+        };
         writer.write(&to_record_batch(&group)?)?;
         writer.flush()?;
         pending.clear();
@@ -140,9 +124,84 @@ pub fn write_segment_grouped(
     };
     write_group(&mut writer, &mut pending)?;
     groups.push(group);
+    let Some(mut writer) = writer else {
+        unreachable!("the last group has records, so the writer exists");
+    };
     writer.append_key_value_metadata(KeyValue::new(META_FIRST_OFFSET.into(), first.to_string()));
     writer.append_key_value_metadata(KeyValue::new(META_LAST_OFFSET.into(), last.to_string()));
     Ok((Bytes::from(writer.into_inner()?), groups))
+}
+
+/// Value bytes of the first row group that are compressed on trial, taken evenly across it.
+const VALUE_SAMPLE_BYTES: usize = 64 * 1024;
+
+/// Values whose trial compression saves less than this fraction are stored uncompressed.
+const MIN_VALUE_SAVING: f64 = 0.1;
+
+fn properties(
+    info: &SegmentInfo,
+    opts: &SegmentWriteOptions,
+    first_group: &[(&BatchHeader, &Record)],
+) -> Result<WriterProperties, FormatError> {
+    let compression = match opts.zstd_level {
+        Some(level) => ParquetCompression::ZSTD(ZstdLevel::try_new(level)?),
+        None => ParquetCompression::UNCOMPRESSED,
+    };
+    let mut builder = WriterProperties::builder()
+        .set_compression(compression)
+        // Row groups are cut below by batch; the writer must never cut one itself.
+        .set_max_row_group_size(usize::MAX)
+        // Page statistics give chunk statistics plus the column index; the offset index
+        // is on by default. Together they let a reader seek by offset.
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: super::col::OFFSET as i32,
+            descending: false,
+            nulls_first: false,
+        }]))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(META_TOPIC.into(), info.topic.clone()),
+            KeyValue::new(META_TOPIC_ID.into(), info.topic_id.clone()),
+            KeyValue::new(META_PARTITION.into(), info.partition.to_string()),
+            KeyValue::new(
+                META_FORMAT_VERSION.into(),
+                SEGMENT_FORMAT_VERSION.to_string(),
+            ),
+        ]));
+    if let Some(level) = opts.zstd_level {
+        // Values that are already compressed or encrypted cost zstd time on every seal
+        // and every cold read while saving nothing; the schema stays the same, only the
+        // value column's pages are written as they are.
+        if !compresses(first_group, level) {
+            builder = builder.set_column_compression(
+                ColumnPath::from("value"),
+                ParquetCompression::UNCOMPRESSED,
+            );
+        }
+    }
+    Ok(builder.build())
+}
+
+/// Whether zstd at `level` shrinks a sample of the group's values by [`MIN_VALUE_SAVING`].
+fn compresses(group: &[(&BatchHeader, &Record)], level: i32) -> bool {
+    let values = || group.iter().filter_map(|(_, r)| r.value.as_deref());
+    let total: usize = values().map(<[u8]>::len).sum();
+    let stride = total.div_ceil(VALUE_SAMPLE_BYTES).max(1);
+    let mut sample = Vec::with_capacity(VALUE_SAMPLE_BYTES + 4096);
+    for value in values().step_by(stride) {
+        sample.extend_from_slice(value);
+        if sample.len() >= VALUE_SAMPLE_BYTES {
+            break;
+        }
+    }
+    if sample.is_empty() {
+        return true;
+    }
+    match zstd::bulk::compress(&sample, level) {
+        Ok(packed) => (packed.len() as f64) <= sample.len() as f64 * (1.0 - MIN_VALUE_SAVING),
+        // Let the writer's own zstd meet and report whatever went wrong.
+        Err(_) => true,
+    }
 }
 
 fn payload_len(record: &Record) -> usize {
