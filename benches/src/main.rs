@@ -117,13 +117,17 @@ fn throughput(
     load::create_topic(&run.addr, topic, partitions, &[])?;
     let pid = run.pid();
     let store_before = run.s3.as_ref().map(|s| s.counts.snapshot());
-    let cpu0 = cpu_seconds(pid);
+    let me = std::process::id();
+    let store_pid = run.s3.as_ref().map(|s| s.pid());
+    let (cpu0, client0) = (cpu_seconds(pid), cpu_seconds(me));
+    let store0 = store_pid.map(cpu_seconds);
     let Produced {
         secs: produce_secs,
         latencies_us,
     } = load::produce(&run.addr, topic, payloads, records, size, partitions, acks)
         .with_context(|| format!("producing; broker log:\n{}", run.log_tail()))?;
-    let cpu1 = cpu_seconds(pid);
+    let (cpu1, client1) = (cpu_seconds(pid), cpu_seconds(me));
+    let store1 = store_pid.map(cpu_seconds);
     let store_mid = run.s3.as_ref().map(|s| s.counts.snapshot());
     let consume_secs = load::consume(&run.addr, topic, records, size, partitions, settings)
         .with_context(|| format!("consuming; broker log:\n{}", run.log_tail()))?;
@@ -134,6 +138,8 @@ fn throughput(
     row.set_consume(consume_secs);
     row.cpu_produce_s = cpu1 - cpu0;
     row.cpu_consume_s = cpu2 - cpu1;
+    row.produce_client_cpu_s = Some(client1 - client0);
+    row.produce_store_cpu_s = store0.zip(store1).map(|(a, b)| b - a);
     row.peak_rss_mib = peak_rss_mib(pid);
     if let (Some(a), Some(b), Some(c)) = (store_before, store_mid, store_after) {
         row.set_store(&b.since(&a), produce_secs, &c.since(&b), consume_secs);
@@ -319,7 +325,11 @@ fn main() -> anyhow::Result<()> {
                 for &kind in &kinds {
                     let what = format!("{} {n}x{s}B p={p} acks={acks}", kind.name());
                     let r = throughput(kind, &programs, &payloads, &settings, (n, s, p), acks);
+                    let cpu = r.as_ref().ok().map(Row::produce_cpu_line);
                     record(what, r);
+                    if let Some(cpu) = cpu {
+                        println!("{cpu}");
+                    }
                     std::thread::sleep(Duration::from_millis(500));
                 }
             }

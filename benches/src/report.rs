@@ -30,6 +30,10 @@ pub struct Row {
     pub gets_per_s: Option<f64>,
     pub put_p99_ms: Option<f64>,
     pub store_cpu_s: Option<f64>,
+    /// Throughput runs, while producing: the store's CPU seconds, and this process's
+    /// (the librdkafka producer and the request-counting proxy).
+    pub produce_store_cpu_s: Option<f64>,
+    pub produce_client_cpu_s: Option<f64>,
     /// Cold replay: CPU seconds of this process (the librdkafka consumer and the
     /// request-counting proxy in front of the store) while replaying.
     pub client_cpu_s: Option<f64>,
@@ -77,6 +81,8 @@ impl Row {
             gets_per_s: None,
             put_p99_ms: None,
             store_cpu_s: None,
+            produce_store_cpu_s: None,
+            produce_client_cpu_s: None,
             client_cpu_s: None,
             raw_secs: None,
             raw_store_cpu_s: None,
@@ -160,6 +166,23 @@ impl Row {
         )
     }
 
+    /// Where the machine's cores went while producing: whether a producer short of the
+    /// null sink's rate was short of CPU (client, broker and store share the cores).
+    pub fn produce_cpu_line(&self) -> String {
+        let secs = self.records as f64 / self.produce_msgs_s.unwrap_or(f64::NAN);
+        let store = self.produce_store_cpu_s.unwrap_or(0.0);
+        let client = self.produce_client_cpu_s.unwrap_or(f64::NAN);
+        let broker = self.cpu_produce_s;
+        let store_part = match self.produce_store_cpu_s {
+            Some(s) => format!(" + store {s:.2} s"),
+            None => String::new(),
+        };
+        format!(
+            "  produce CPU: broker {broker:.2} s{store_part} + client/proxy {client:.2} s over {secs:.2} s = {:.2} cores",
+            (broker + store + client) / secs,
+        )
+    }
+
     /// Where the machine's cores went during a cold replay and during the raw GETs
     /// it is compared with: whether the replay was short of CPU or of requests.
     pub fn cold_cpu_line(&self) -> String {
@@ -195,6 +218,8 @@ impl Row {
             "broker_peak_rss_mib": self.peak_rss_mib,
             "store_puts_per_s": self.puts_per_s, "store_gets_per_s": self.gets_per_s,
             "store_put_p99_ms": self.put_p99_ms, "store_cpu_s": self.store_cpu_s,
+            "produce_store_cpu_s": self.produce_store_cpu_s,
+            "produce_client_cpu_s": self.produce_client_cpu_s,
             "raw_get_mb_per_s": self.raw_get_mb_s, "raw_gets": self.raw_gets,
             "client_cpu_s": self.client_cpu_s, "raw_secs": self.raw_secs,
             "raw_store_cpu_s": self.raw_store_cpu_s, "raw_client_cpu_s": self.raw_client_cpu_s,
