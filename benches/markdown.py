@@ -55,6 +55,24 @@ def main(path):
         print(f"| {n:,} × {s} | {p} | {a} | " + " | ".join(cells) + " |")
     print()
 
+    print("**cores busy while producing** (CPU seconds of broker + store + client and proxy, "
+          "over the produce's seconds; the machine has 2)\n")
+    print("| records × bytes | parts | acks | " + " | ".join(present) + " |")
+    print("|---|---|---|" + "---|" * len(present))
+    for (n, s, p, a) in keys:
+        cells = []
+        for t in present:
+            r = by.get((t, "throughput", n, s, p, a))
+            if not r or r.get("produce_client_cpu_s") is None or not r.get("produce_msgs_per_s"):
+                cells.append("-")
+                continue
+            secs = r["records"] / r["produce_msgs_per_s"]
+            used = (r["broker_cpu_produce_s"] + (r.get("produce_store_cpu_s") or 0.0)
+                    + r["produce_client_cpu_s"])
+            cells.append(f"{used / secs:.2f}")
+        print(f"| {n:,} × {s} | {p} | {a} | " + " | ".join(cells) + " |")
+    print()
+
     lat = [r for r in rows if r["workload"] == "e2e-latency"]
     if lat:
         rate = doc["settings"]["latency_rate"]
