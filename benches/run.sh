@@ -7,7 +7,8 @@
 #   bash benches/run.sh [strata-bench flags...]     e.g. --targets strata-local,kafka
 #
 # Results: target/bench/results.txt (the table), target/bench/results.json (every row),
-# target/bench/kafka-tools.txt (Kafka's tools; their full output in target/bench/kafka-tools/). Installed programs are cached under
+# target/bench/kafka-tools.txt (Kafka's tools; their full output in target/bench/kafka-tools/),
+# target/bench/segment.txt (strata-segment-bench). Installed programs are cached under
 # $STRATA_BENCH_CACHE (default ~/.cache/strata-bench): Tansu's build takes ~17 minutes once.
 # STRATA_BENCH_KAFKA_TOOLS=0 skips the Kafka tools pass.
 set -euo pipefail
@@ -74,4 +75,7 @@ if [ "${STRATA_BENCH_KAFKA_TOOLS:-1}" != 0 ]; then
     rm -rf "$dir"
   done
 fi
-log "done: $OUT/results.txt $OUT/results.json"
+log "the segment format on one core (seal and read rates, no sockets or store)"
+target/release/strata-segment-bench | tee "$OUT/segment.txt"
+
+log "done: $OUT/results.txt $OUT/results.json $OUT/segment.txt"
