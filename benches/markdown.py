@@ -29,49 +29,41 @@ def main(path):
     by = {(r["target"], r["workload"], r["records"], r["record_bytes"], r["partitions"], r["acks"]): r
           for r in rows}
 
-    for side, field in (("produce", "produce_msgs_per_s"), ("consume", "consume_msgs_per_s")):
-        print(f"**{side}, msg/s** (MB/s = msg/s × record bytes / 10⁶)\n")
+    def table(title, cell):
+        """One row per throughput workload, one column per target; cell(row or None)."""
+        print(title + "\n")
         print("| records × bytes | parts | acks | " + " | ".join(present) + " |")
         print("|---|---|---|" + "---|" * len(present))
         for (n, s, p, a) in keys:
-            cells = [fmt(by.get((t, "throughput", n, s, p, a), {}).get(field)) for t in present]
+            cells = [cell(by.get((t, "throughput", n, s, p, a))) for t in present]
             print(f"| {n:,} × {s} | {p} | {a} | " + " | ".join(cells) + " |")
         print()
 
-    print("**broker CPU seconds (produce + consume) / peak RSS MiB / store PUTs per s while producing**\n")
-    print("| records × bytes | parts | acks | " + " | ".join(present) + " |")
-    print("|---|---|---|" + "---|" * len(present))
-    for (n, s, p, a) in keys:
-        cells = []
-        for t in present:
-            r = by.get((t, "throughput", n, s, p, a))
-            if not r:
-                cells.append("-")
-                continue
-            cpu = r["broker_cpu_produce_s"] + r["broker_cpu_consume_s"]
-            puts = r["store_puts_per_s"]
-            cells.append(f"{cpu:.1f} / {r['broker_peak_rss_mib']:.0f}"
-                         + (f" / {puts:.0f}" if puts is not None else ""))
-        print(f"| {n:,} × {s} | {p} | {a} | " + " | ".join(cells) + " |")
-    print()
+    for side, field in (("produce", "produce_msgs_per_s"), ("consume", "consume_msgs_per_s")):
+        table(f"**{side}, msg/s** (MB/s = msg/s × record bytes / 10⁶)",
+              lambda r, field=field: fmt((r or {}).get(field)))
 
-    print("**cores busy while producing** (CPU seconds of broker + store + client and proxy, "
-          "over the produce's seconds; the machine has 2)\n")
-    print("| records × bytes | parts | acks | " + " | ".join(present) + " |")
-    print("|---|---|---|" + "---|" * len(present))
-    for (n, s, p, a) in keys:
-        cells = []
-        for t in present:
-            r = by.get((t, "throughput", n, s, p, a))
-            if not r or r.get("produce_client_cpu_s") is None or not r.get("produce_msgs_per_s"):
-                cells.append("-")
-                continue
-            secs = r["records"] / r["produce_msgs_per_s"]
-            used = (r["broker_cpu_produce_s"] + (r.get("produce_store_cpu_s") or 0.0)
-                    + r["produce_client_cpu_s"])
-            cells.append(f"{used / secs:.2f}")
-        print(f"| {n:,} × {s} | {p} | {a} | " + " | ".join(cells) + " |")
-    print()
+    def resources(r):
+        if not r:
+            return "-"
+        cpu = r["broker_cpu_produce_s"] + r["broker_cpu_consume_s"]
+        puts = r["store_puts_per_s"]
+        return (f"{cpu:.1f} / {r['broker_peak_rss_mib']:.0f}"
+                + (f" / {puts:.0f}" if puts is not None else ""))
+
+    table("**broker CPU seconds (produce + consume) / peak RSS MiB / store PUTs per s while "
+          "producing**", resources)
+
+    def cores(r):
+        if not r or r.get("produce_client_cpu_s") is None or not r.get("produce_msgs_per_s"):
+            return "-"
+        secs = r["records"] / r["produce_msgs_per_s"]
+        used = (r["broker_cpu_produce_s"] + (r.get("produce_store_cpu_s") or 0.0)
+                + r["produce_client_cpu_s"])
+        return f"{used / secs:.2f}"
+
+    table("**cores busy while producing** (CPU seconds of broker + store + client and proxy, "
+          "over the produce's seconds; the machine has 2)", cores)
 
     lat = [r for r in rows if r["workload"] == "e2e-latency"]
     if lat:
