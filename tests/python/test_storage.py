@@ -2,7 +2,11 @@
 segments as Parquet files a user can read without Strata, and reads served from those
 segments once the local cache is gone. Run against the local-folder store and s3s-fs."""
 
+import io
+import os
+
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
 from kafka_util import (assert_same, consume, create_topic, produce, unique, wait_until,
@@ -100,11 +104,6 @@ def test_fetch_from_sealed_segment_after_cache_dropped(strata, store):
 def test_incompressible_values_are_kept_as_they_are_and_read_back(strata, store, tmp_path):
     """Values zstd cannot shrink (already compressed or encrypted payloads) are stored in
     uncompressed pages; DuckDB and a consumer after a cold restart read them unchanged."""
-    import io
-    import os
-
-    import pyarrow.parquet as pq
-
     broker = strata(s3=store)
     topic = unique("incompressible")
     create_topic(broker.bootstrap, topic, config={"segment.bytes": "65536"})

@@ -178,7 +178,8 @@ fn served(spec: &BatchSpec, records: &[RecordRef<'_>]) -> ServedBatch {
     (first, last, encode_batch_refs(spec, records))
 }
 
-fn leaf_column(meta: &ParquetMetaData, name: &str) -> Option<usize> {
+/// Index of the leaf column `name` (a top-level column), if the file has it.
+pub(super) fn leaf_column(meta: &ParquetMetaData, name: &str) -> Option<usize> {
     meta.file_metadata()
         .schema_descr()
         .columns()

@@ -311,13 +311,7 @@ fn batches_of(sizes: &[i64], value: impl Fn(i64) -> Vec<u8>) -> Vec<DecodedBatch
 fn codecs(file: Bytes, name: &str) -> Vec<&'static str> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
     let meta = builder.metadata();
-    let leaf = meta
-        .file_metadata()
-        .schema_descr()
-        .columns()
-        .iter()
-        .position(|c| c.path().string() == name)
-        .unwrap();
+    let leaf = read::leaf_column(meta, name).unwrap();
     (0..meta.num_row_groups())
         .map(|rg| match meta.row_group(rg).column(leaf).compression() {
             parquet::basic::Compression::ZSTD(_) => "zstd",

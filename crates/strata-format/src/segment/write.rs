@@ -187,10 +187,12 @@ fn compresses(group: &[(&BatchHeader, &Record)], level: i32) -> bool {
     let values = || group.iter().filter_map(|(_, r)| r.value.as_deref());
     let total: usize = values().map(<[u8]>::len).sum();
     let stride = total.div_ceil(VALUE_SAMPLE_BYTES).max(1);
-    let mut sample = Vec::with_capacity(VALUE_SAMPLE_BYTES + 4096);
+    let mut sample = Vec::with_capacity(VALUE_SAMPLE_BYTES);
     for value in values().step_by(stride) {
-        sample.extend_from_slice(value);
-        if sample.len() >= VALUE_SAMPLE_BYTES {
+        // A single value may be megabytes; the trial stays at the sample's size.
+        let room = VALUE_SAMPLE_BYTES - sample.len();
+        sample.extend_from_slice(&value[..value.len().min(room)]);
+        if sample.len() == VALUE_SAMPLE_BYTES {
             break;
         }
     }
