@@ -18,7 +18,9 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use strata_format::segment::{arrow_to_batches, row_groups_from_offset, ServedBatch};
+use strata_format::segment::{
+    arrow_to_batches, row_groups_from_offset, with_value_views, ServedBatch,
+};
 use strata_meta::SegmentEntry;
 use strata_store::ObjectFileReader;
 
@@ -272,7 +274,9 @@ impl SegmentReader {
                     Some(m) => m,
                     None => {
                         let mut file = this.file(&seg);
-                        ArrowReaderMetadata::load_async(&mut file, footer_options()).await?
+                        let m =
+                            ArrowReaderMetadata::load_async(&mut file, footer_options()).await?;
+                        with_value_views(m)?
                     }
                 };
                 this.remember_footer(&seg, m.clone());
@@ -396,7 +400,10 @@ impl SegmentReader {
     /// Caches a just-sealed segment from what its writer holds: the footer parsed
     /// from the file bytes, and each row group as the batches it was written from.
     pub(crate) fn insert_sealed(&self, seg: &SegmentEntry, file: &Bytes, row_groups: Vec<Chunk>) {
-        match ArrowReaderMetadata::load(file, footer_options()) {
+        let footer = ArrowReaderMetadata::load(file, footer_options())
+            .map_err(LogError::from)
+            .and_then(|m| Ok(with_value_views(m)?));
+        match footer {
             Ok(m) => self.remember_footer(seg, m),
             Err(e) => tracing::debug!(key = seg.key, error = %e, "sealed footer not cached"),
         }

@@ -15,7 +15,9 @@ use std::sync::{Arc, OnceLock};
 
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
-pub use read::{arrow_to_batches, read_segment_bytes, row_groups_from_offset, ServedBatch};
+pub use read::{
+    arrow_to_batches, read_segment_bytes, row_groups_from_offset, with_value_views, ServedBatch,
+};
 pub use write::{write_segment, write_segment_grouped, write_segment_iter};
 
 /// Version written to `strata.format_version`; bump on incompatible schema changes.

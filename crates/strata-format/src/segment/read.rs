@@ -1,12 +1,17 @@
 //! Reading segments back: choosing row groups by offset, and turning rows into record
 //! batches with their original boundaries and batch fields.
 
+use std::sync::Arc;
+
 use arrow_array::{
-    Array, BinaryArray, Int16Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
-    StructArray, TimestampMillisecondArray,
+    Array, BinaryArray, BinaryViewArray, Int16Array, Int32Array, Int64Array, ListArray,
+    RecordBatch, StringArray, StructArray, TimestampMillisecondArray,
 };
+use arrow_schema::{DataType, Field, Schema};
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
 
@@ -46,16 +51,64 @@ fn required<'a, T: Array + 'static>(
     Ok(array)
 }
 
+/// A binary column as Arrow holds it: copied into one buffer (`Binary`), or as views
+/// into the pages it was decoded from (`BinaryView`, see [`with_value_views`]).
+#[derive(Clone, Copy)]
+enum Bin<'a> {
+    Plain(&'a BinaryArray),
+    View(&'a BinaryViewArray),
+}
+
+impl<'a> Bin<'a> {
+    fn of(rb: &'a RecordBatch, index: usize, name: &str) -> Result<Self, FormatError> {
+        match column::<BinaryViewArray>(rb, index, name) {
+            Ok(views) => Ok(Bin::View(views)),
+            Err(_) => column::<BinaryArray>(rb, index, name).map(Bin::Plain),
+        }
+    }
+
+    fn get(self, row: usize) -> Option<&'a [u8]> {
+        match self {
+            Bin::Plain(a) => (!a.is_null(row)).then(|| a.value(row)),
+            Bin::View(a) => (!a.is_null(row)).then(|| a.value(row)),
+        }
+    }
+}
+
 fn binary(array: &BinaryArray, row: usize) -> Option<&[u8]> {
     (!array.is_null(row)).then(|| array.value(row))
+}
+
+/// `meta` with `key` and `value` read as `BinaryView`. Decoded that way, a record's
+/// value points into the page it came from (an uncompressed page is the fetched file
+/// bytes themselves) instead of being copied into a new buffer first: re-encoding a
+/// batch then copies each value once. The file and its schema are unchanged.
+pub fn with_value_views(meta: ArrowReaderMetadata) -> Result<ArrowReaderMetadata, FormatError> {
+    let fields: Vec<Arc<Field>> = meta
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match (f.name().as_str(), f.data_type()) {
+            ("key" | "value", DataType::Binary) => {
+                Arc::new(f.as_ref().clone().with_data_type(DataType::BinaryView))
+            }
+            _ => f.clone(),
+        })
+        .collect();
+    let schema = Schema::new_with_metadata(fields, meta.schema().metadata().clone());
+    let options = ArrowReaderOptions::new().with_schema(Arc::new(schema));
+    Ok(ArrowReaderMetadata::try_new(
+        meta.metadata().clone(),
+        options,
+    )?)
 }
 
 /// The typed columns of one Arrow batch of segment rows.
 struct Columns<'a> {
     offset: &'a Int64Array,
     timestamp: &'a TimestampMillisecondArray,
-    key: &'a BinaryArray,
-    value: &'a BinaryArray,
+    key: Bin<'a>,
+    value: Bin<'a>,
     header_offsets: &'a [i32],
     header_keys: &'a StringArray,
     header_values: &'a BinaryArray,
@@ -93,8 +146,8 @@ impl<'a> Columns<'a> {
         Ok(Columns {
             offset: required(rb, col::OFFSET, "offset")?,
             timestamp: required(rb, col::TIMESTAMP, "timestamp")?,
-            key: column(rb, col::KEY, "key")?,
-            value: column(rb, col::VALUE, "value")?,
+            key: Bin::of(rb, col::KEY, "key")?,
+            value: Bin::of(rb, col::VALUE, "value")?,
             header_offsets: headers.value_offsets(),
             header_keys,
             header_values,
@@ -124,8 +177,8 @@ impl<'a> Columns<'a> {
         RecordRef {
             offset: self.offset.value(row),
             timestamp: self.timestamp.value(row),
-            key: binary(self.key, row),
-            value: binary(self.value, row),
+            key: self.key.get(row),
+            value: self.value.get(row),
             headers: (start..end)
                 .map(|h| {
                     (
@@ -234,7 +287,8 @@ pub fn row_groups_from_offset(meta: &ParquetMetaData, from_offset: i64) -> Vec<u
 /// batches whose last record is at `from_offset` or later. Original batch boundaries are
 /// kept, so a batch containing `from_offset` is returned whole, as Kafka does.
 pub fn read_segment_bytes(data: Bytes, from_offset: i64) -> Result<Vec<Bytes>, FormatError> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(data)?;
+    let meta = with_value_views(ArrowReaderMetadata::load(&data, Default::default())?)?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data, meta);
     let row_groups = row_groups_from_offset(builder.metadata(), from_offset);
     let rbs = builder
         .with_row_groups(row_groups)
