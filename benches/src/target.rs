@@ -161,8 +161,23 @@ impl Running {
         Ok(run)
     }
 
-    /// Starts (or restarts) the broker process over the same data folder and store.
+    /// Starts (or restarts) the broker process over the same data folder and store. A
+    /// broker that exits before it listens is started again on a new port, twice at
+    /// most: the port picked for it may be taken by another socket before it binds.
     pub fn spawn(&mut self, programs: &Programs) -> anyhow::Result<()> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.spawn_once(programs) {
+                Err(e) if tries < 3 && matches!(self.child.try_wait(), Ok(Some(_))) => {
+                    eprintln!("{e:#}\nstarting it again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn spawn_once(&mut self, programs: &Programs) -> anyhow::Result<()> {
         let port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
         let data = self.dir.path();
@@ -228,8 +243,27 @@ impl Running {
         let _ = self.child.wait();
         self.child = child;
         self.addr = addr;
-        wait_listening(&self.addr, Duration::from_secs(120))
-            .with_context(|| format!("{} did not start; see its log", self.kind.name()))?;
+        // A broker that exits is reported at once, with its log: the data folder (and
+        // the log in it) goes when the run ends.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while TcpStream::connect(&self.addr).is_err() {
+            let problem = match self.child.try_wait()? {
+                Some(status) => format!("it exited ({status})"),
+                None if Instant::now() > deadline => {
+                    format!("nothing listening on {} after 120 s", self.addr)
+                }
+                None => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            bail!(
+                "{} did not start: {problem}; its log ({}) ends:\n{}",
+                self.kind.name(),
+                self.log.display(),
+                self.log_tail()
+            );
+        }
         Ok(())
     }
 
