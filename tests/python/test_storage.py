@@ -4,6 +4,7 @@ segments once the local cache is gone. Run against the local-folder store and s3
 
 import io
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import pyarrow.parquet as pq
@@ -137,3 +138,28 @@ def test_incompressible_values_are_kept_as_they_are_and_read_back(strata, store,
     broker.drop_cache()
     broker.start()
     assert_same(consume(broker.bootstrap, topic), acked)
+
+
+def test_row_groups_of_megabytes_are_read_back_after_a_cold_restart(strata, store):
+    """Row groups of several MiB are fetched into reused read buffers: every value read
+    back after the cache is gone is the one produced, with two consumers reading the
+    same segments at once."""
+    broker = strata(s3=store)
+    topic = unique("large-groups")
+    create_topic(broker.bootstrap, topic, config={"segment.bytes": str(6 << 20)})
+    records = [(f"k{i}".encode(), os.urandom(10_000), []) for i in range(2500)]
+    acked = produce(broker.bootstrap, topic, records, acks="all")
+    wait_until(lambda: len(segment_keys(broker, topic)) >= 3, 90,
+               what=f">= 3 sealed segments of {topic} in {broker.objects.describe()}")
+    for _, key in segment_keys(broker, topic)[:3]:
+        meta = pq.ParquetFile(io.BytesIO(broker.objects.read(key))).metadata
+        largest = max(meta.row_group(rg).total_byte_size for rg in range(meta.num_row_groups))
+        assert largest >= 2 << 20, f"{key}: largest row group {largest} bytes"
+
+    broker.stop()
+    broker.drop_cache()
+    broker.start()
+    with ThreadPoolExecutor(2) as pool:
+        reads = [pool.submit(consume, broker.bootstrap, topic) for _ in range(2)]
+        for read in reads:
+            assert_same(read.result(), acked)

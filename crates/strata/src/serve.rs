@@ -10,8 +10,12 @@ use serde::Deserialize;
 use strata_broker::{Broker, BrokerConfig};
 use strata_common::SystemClock;
 use strata_log::{LogConfig, LogManager};
-use strata_store::{CountingStore, RetryPolicy, RetryingStore, StoreMetrics};
+use strata_store::{CountingStore, PooledReads, RetryPolicy, RetryingStore, StoreMetrics};
 use tokio_util::sync::CancellationToken;
+
+/// Capacity of ranged-read buffers kept for reuse between GETs: as much as the segment
+/// reader reads ahead at once, so a replay's row groups land in buffers already mapped.
+const READ_BUFFER_POOL_BYTES: usize = 64 << 20;
 
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
@@ -132,8 +136,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let backend = strata_store::open_store(&object_store, &objects_dir)
         .with_context(|| format!("opening object store {object_store:?}"))?;
     let metrics = StoreMetrics::new();
+    let counted: Arc<dyn strata_store::ObjectStore> =
+        Arc::new(CountingStore::new(backend, metrics));
     let store: Arc<dyn strata_store::ObjectStore> = Arc::new(RetryingStore::new(
-        Arc::new(CountingStore::new(backend, metrics)),
+        Arc::new(PooledReads::new(counted, READ_BUFFER_POOL_BYTES)),
         RetryPolicy::default(),
     ));
     let session_ms = pick!(broker_session_timeout_ms, 6_000);

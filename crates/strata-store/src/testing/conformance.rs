@@ -259,4 +259,19 @@ async fn multipart(store: &dyn ObjectStore, p: &Path) {
         .await
         .expect("range across parts");
     assert_eq!(across, big.slice(mid.start as usize..mid.end as usize));
+
+    // Ranges of a megabyte and more, as a row group's column chunks are read: adjacent,
+    // overlapping and apart.
+    let mib = 1u64 << 20;
+    let wanted = [
+        0..mib + 7,
+        mib + 7..3 * mib,
+        2 * mib..2 * mib + 10,
+        7 * mib..9 * mib,
+    ];
+    let got = store.get_ranges(p, &wanted).await.expect("large ranges");
+    for (range, bytes) in wanted.iter().zip(&got) {
+        let r = range.start as usize..range.end as usize;
+        assert!(bytes == &big.slice(r), "range {range:?}");
+    }
 }

@@ -6,7 +6,8 @@ use object_store::ObjectStore;
 
 use crate::testing::{conformance_suite, MotoServer};
 use crate::{
-    open_s3, open_store, CountingStore, FaultyStore, RetryPolicy, RetryingStore, StoreMetrics,
+    open_s3, open_store, CountingStore, FaultyStore, PooledReads, RetryPolicy, RetryingStore,
+    StoreMetrics,
 };
 
 fn decorated(inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
@@ -16,7 +17,8 @@ fn decorated(inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
         base_delay: Duration::from_millis(5),
         ..RetryPolicy::default()
     };
-    Arc::new(RetryingStore::new(Arc::new(counting), policy))
+    let pooled = PooledReads::new(Arc::new(counting), 16 << 20);
+    Arc::new(RetryingStore::new(Arc::new(pooled), policy))
 }
 
 #[tokio::test]
