@@ -186,10 +186,9 @@ impl foyer::StorageFilterCondition for SecondFetch {
     ) -> foyer::StorageFilterResult {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let (set, order) = &mut *seen;
-        if set.contains(&hash) {
+        if !set.insert(hash) {
             return foyer::StorageFilterResult::Admit;
         }
-        set.insert(hash);
         order.push_back(hash);
         if order.len() > FETCHES_REMEMBERED {
             if let Some(old) = order.pop_front() {
@@ -450,8 +449,8 @@ impl SegmentReader {
     /// from the file bytes, and each row group as the batches it was written from.
     pub(crate) fn insert_sealed(&self, seg: &SegmentEntry, file: &Bytes, row_groups: Vec<Chunk>) {
         let footer = ArrowReaderMetadata::load(file, footer_options())
-            .map_err(LogError::from)
-            .and_then(|m| Ok(with_value_views(m)?));
+            .map_err(strata_format::FormatError::from)
+            .and_then(with_value_views);
         match footer {
             Ok(m) => self.remember_footer(seg, m),
             Err(e) => tracing::debug!(key = seg.key, error = %e, "sealed footer not cached"),

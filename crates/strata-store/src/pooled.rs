@@ -195,10 +195,7 @@ impl PooledReads {
                     let mut lease = lease;
                     read_file_range(&file, range.start, len, &mut lease.buf)
                         .map(|()| lease)
-                        .map_err(|source| object_store::Error::Generic {
-                            store: "PooledReads",
-                            source: format!("reading {}: {source}", path.display()).into(),
-                        })
+                        .map_err(|e| generic(format!("reading {}: {e}", path.display())))
                 })
                 .await
                 .map_err(|e| generic(format!("file read task failed: {e}")))??;

@@ -13,8 +13,9 @@ use strata_log::{LogConfig, LogManager};
 use strata_store::{CountingStore, PooledReads, RetryPolicy, RetryingStore, StoreMetrics};
 use tokio_util::sync::CancellationToken;
 
-/// Capacity of ranged-read buffers kept for reuse between GETs: as much as the segment
-/// reader reads ahead at once, so a replay's row groups land in buffers already mapped.
+/// Capacity of ranged-read buffers kept for reuse between GETs: more than the segment
+/// reader's 48 MiB of read-ahead, so the row groups a replay has in flight, and the
+/// one being decoded, land in buffers already mapped (64 MiB measured in benches/).
 const READ_BUFFER_POOL_BYTES: usize = 64 << 20;
 
 #[derive(Args, Debug, Default)]

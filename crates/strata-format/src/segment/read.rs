@@ -69,7 +69,7 @@ impl<'a> Bin<'a> {
 
     fn get(self, row: usize) -> Option<&'a [u8]> {
         match self {
-            Bin::Plain(a) => (!a.is_null(row)).then(|| a.value(row)),
+            Bin::Plain(a) => binary(a, row),
             Bin::View(a) => (!a.is_null(row)).then(|| a.value(row)),
         }
     }
