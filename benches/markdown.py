@@ -39,8 +39,10 @@ def main(path):
             print(f"| {n:,} × {s} | {p} | {a} | " + " | ".join(cells) + " |")
         print()
 
+    repeat = doc["settings"].get("repeat", 1)
+    runs = f", median of {repeat} runs" if repeat > 1 else ""
     for side, field in (("produce", "produce_msgs_per_s"), ("consume", "consume_msgs_per_s")):
-        table(f"**{side}, msg/s** (MB/s = msg/s × record bytes / 10⁶)",
+        table(f"**{side}, msg/s** (MB/s = msg/s × record bytes / 10⁶{runs})",
               lambda r, field=field: fmt((r or {}).get(field)))
 
     def resources(r):

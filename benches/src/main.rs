@@ -39,6 +39,12 @@ struct Args {
     /// acks settings, comma separated.
     #[arg(long, default_value = "1,all")]
     acks: String,
+    /// Runs of each throughput workload per target. A run lasts well under a second,
+    /// so one run's rate moves by a third from noise alone on a shared machine; each
+    /// row reports the median run, and the targets take turns within a workload so a
+    /// slow spell of the machine falls on all of them.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
     /// End-to-end latency: records/s produced while a consumer tails (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     latency_rate: u32,
@@ -317,20 +323,30 @@ fn main() -> anyhow::Result<()> {
         Err(e) => println!("{what}: FAILED: {e:#}"),
     };
     println!("{}", report::header());
+    let repeat = args.repeat.max(1);
     for w in args.workloads.split(',').filter(|w| !w.is_empty()) {
         let (n, s) = w.split_once(':').context("workload is RECORDS:BYTES")?;
         let (n, s): (usize, usize) = (n.parse()?, s.parse()?);
         for &p in &list::<i32>(&args.partitions)? {
             for acks in args.acks.split(',') {
-                for &kind in &kinds {
-                    let what = format!("{} {n}x{s}B p={p} acks={acks}", kind.name());
-                    let r = throughput(kind, &programs, &payloads, &settings, (n, s, p), acks);
-                    let cpu = r.as_ref().ok().map(Row::produce_cpu_line);
-                    record(what, r);
-                    if let Some(cpu) = cpu {
-                        println!("{cpu}");
+                let mut runs: Vec<Vec<Row>> = vec![Vec::new(); kinds.len()];
+                for round in 1..=repeat {
+                    for (i, &kind) in kinds.iter().enumerate() {
+                        let what = format!("{} {n}x{s}B p={p} acks={acks}", kind.name());
+                        match throughput(kind, &programs, &payloads, &settings, (n, s, p), acks) {
+                            Ok(row) => {
+                                println!("  run {round}/{repeat}: {}", row.line());
+                                println!("  {}", row.produce_cpu_line());
+                                runs[i].push(row);
+                            }
+                            Err(e) => println!("{what} run {round}/{repeat}: FAILED: {e:#}"),
+                        }
+                        std::thread::sleep(Duration::from_millis(500));
                     }
-                    std::thread::sleep(Duration::from_millis(500));
+                }
+                for (kind, runs) in kinds.iter().zip(runs) {
+                    let what = format!("{} {n}x{s}B p={p} acks={acks}", kind.name());
+                    record(what, report::median(runs).context("every run failed"));
                 }
             }
         }
@@ -362,7 +378,7 @@ fn main() -> anyhow::Result<()> {
     let checks = report::checks(&rows, args.wal_flush_ms, args.cache_memory_bytes);
     println!();
     println!(
-        "fetch.wait.max.ms={} wal.flush.ms={} cache.memory.bytes={} latency: {} rec/s, linger.ms={}",
+        "throughput: median of {repeat} runs; fetch.wait.max.ms={} wal.flush.ms={} cache.memory.bytes={} latency: {} rec/s, linger.ms={}",
         args.fetch_wait_max_ms,
         args.wal_flush_ms,
         args.cache_memory_bytes,
@@ -376,6 +392,7 @@ fn main() -> anyhow::Result<()> {
         let doc = serde_json::json!({
             "settings": {
                 "fetch_wait_max_ms": args.fetch_wait_max_ms,
+                "repeat": repeat,
                 "wal_flush_ms": args.wal_flush_ms,
                 "cache_memory_bytes": args.cache_memory_bytes,
                 "latency_rate": args.latency_rate,

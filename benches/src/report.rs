@@ -49,6 +49,9 @@ pub struct Row {
     pub ack_p50_ms: Option<f64>,
     pub ack_p99_ms: Option<f64>,
     pub ack_p999_ms: Option<f64>,
+    /// Throughput rows: msgs/s of every run the row is the median of, in run order.
+    pub produce_runs: Vec<f64>,
+    pub consume_runs: Vec<f64>,
 }
 
 impl Row {
@@ -93,6 +96,8 @@ impl Row {
             ack_p50_ms: None,
             ack_p99_ms: None,
             ack_p999_ms: None,
+            produce_runs: Vec::new(),
+            consume_runs: Vec::new(),
         }
     }
 
@@ -226,8 +231,34 @@ impl Row {
             "e2e_rate_per_s": self.e2e_rate,
             "ack_p50_ms": self.ack_p50_ms, "ack_p99_ms": self.ack_p99_ms,
             "ack_p999_ms": self.ack_p999_ms,
+            "produce_msgs_per_s_runs": self.produce_runs,
+            "consume_msgs_per_s_runs": self.consume_runs,
         })
     }
+}
+
+/// One row for several runs of the same target and workload: the produce figures
+/// (rate, latencies, CPU, PUTs) of the run with the median produce rate, the consume
+/// figures of the run with the median consume rate, and the highest peak RSS of any.
+/// With an even count the slower of the two middle runs counts. `None` without runs.
+pub fn median(runs: Vec<Row>) -> Option<Row> {
+    fn middle(runs: &[Row], rate: impl Fn(&Row) -> f64) -> Option<&Row> {
+        let mut order: Vec<&Row> = runs.iter().collect();
+        order.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+        order.get((order.len().checked_sub(1)?) / 2).copied()
+    }
+    let produce = |r: &Row| r.produce_msgs_s.unwrap_or(f64::NAN);
+    let consume = |r: &Row| r.consume_msgs_s.unwrap_or(f64::NAN);
+    let mut row = middle(&runs, produce)?.clone();
+    let c = middle(&runs, consume)?;
+    row.consume_msgs_s = c.consume_msgs_s;
+    row.consume_mb_s = c.consume_mb_s;
+    row.cpu_consume_s = c.cpu_consume_s;
+    row.gets_per_s = c.gets_per_s;
+    row.peak_rss_mib = runs.iter().map(|r| r.peak_rss_mib).fold(f64::NAN, f64::max);
+    row.produce_runs = runs.iter().map(produce).collect();
+    row.consume_runs = runs.iter().map(consume).collect();
+    Some(row)
 }
 
 pub fn header() -> String {
@@ -425,4 +456,45 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(produce: f64, consume: f64, rss: f64) -> Row {
+        let mut r = Row::new(Kind::StrataLocal, "throughput", 1000, 100, 1, "1");
+        r.set_produce(1000.0 / produce, &[1, 2, 3]);
+        r.set_consume(1000.0 / consume);
+        r.cpu_produce_s = produce / 1e6;
+        r.cpu_consume_s = consume / 1e6;
+        r.peak_rss_mib = rss;
+        r
+    }
+
+    #[test]
+    fn median_takes_each_side_from_its_own_middle_run_and_the_highest_rss() {
+        let row = median(vec![
+            run(300.0, 900.0, 10.0),
+            run(100.0, 700.0, 30.0),
+            run(200.0, 800.0, 20.0),
+        ])
+        .unwrap();
+        assert_eq!(row.produce_msgs_s.map(f64::round), Some(200.0));
+        assert_eq!(row.cpu_produce_s, 200.0 / 1e6);
+        assert_eq!(row.consume_msgs_s.map(f64::round), Some(800.0));
+        assert_eq!(row.cpu_consume_s, 800.0 / 1e6);
+        assert_eq!(row.peak_rss_mib, 30.0);
+        let rounded = |v: &[f64]| v.iter().map(|x| x.round()).collect::<Vec<_>>();
+        assert_eq!(rounded(&row.produce_runs), [300.0, 100.0, 200.0]);
+        assert_eq!(rounded(&row.consume_runs), [900.0, 700.0, 800.0]);
+    }
+
+    #[test]
+    fn median_of_two_is_the_slower_and_of_none_is_nothing() {
+        let row = median(vec![run(300.0, 900.0, 1.0), run(100.0, 700.0, 1.0)]).unwrap();
+        assert_eq!(row.produce_msgs_s.map(f64::round), Some(100.0));
+        assert_eq!(row.consume_msgs_s.map(f64::round), Some(700.0));
+        assert!(median(Vec::new()).is_none());
+    }
 }
