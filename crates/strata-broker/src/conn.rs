@@ -115,10 +115,23 @@ async fn read_frames(
         let Ok(permit) = budget.clone().acquire_many_owned(want).await else {
             return;
         };
-        let mut buf = BytesMut::zeroed(len as usize);
-        if let Err(e) = rd.read_exact(&mut buf).await {
-            tracing::warn!(%peer, len, error = %e, "truncated request frame; closing connection");
-            return;
+        // Read into spare capacity rather than a zeroed buffer: zeroing a produce
+        // request's megabyte costs as much as copying it in from the socket.
+        let len = len as usize;
+        let mut buf = BytesMut::with_capacity(len);
+        let mut frame = (&mut rd).take(len as u64);
+        while buf.len() < len {
+            match frame.read_buf(&mut buf).await {
+                Ok(0) => {
+                    tracing::warn!(%peer, len, got = buf.len(), "truncated request frame; closing connection");
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(%peer, len, error = %e, "truncated request frame; closing connection");
+                    return;
+                }
+            }
         }
         if tx.send((buf.freeze(), permit)).await.is_err() {
             return;
