@@ -4,14 +4,15 @@ segments once the local cache is gone. Run against the local-folder store and s3
 
 import io
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from kafka_util import (assert_same, consume, create_topic, produce, unique, wait_until,
-                        watermarks)
+from kafka_util import (assert_same, consume, create_topic, produce, producer, unique,
+                        wait_until, watermarks)
 from storage_util import (fill_with_sealed_segments, read_segment, sample_records,
                           segment_keys, segment_records, wal_keys)
 
@@ -163,3 +164,37 @@ def test_row_groups_of_megabytes_are_read_back_after_a_cold_restart(strata, stor
         reads = [pool.submit(consume, broker.bootstrap, topic) for _ in range(2)]
         for read in reads:
             assert_same(read.result(), acked)
+
+
+def test_wal_flush_ms_paces_wal_objects_without_delaying_a_lone_acks_all_write(strata, store):
+    """`wal.flush.ms` caps how often the broker writes a WAL object (one per interval on
+    average, two back to back at most); it is not a wait. An acks=all write that comes
+    after a quiet spell is written and acknowledged at once, and writes that follow
+    each other closely are held to the interval."""
+    interval = 0.3
+    broker = strata(s3=store, wal_flush_ms=int(interval * 1000))
+    topic = unique("flush-pace")
+    create_topic(broker.bootstrap, topic)
+    p = producer(broker.bootstrap, acks="all", linger_ms=0)
+
+    def acked_in() -> float:
+        started = time.monotonic()
+        p.produce(topic, value=b"x" * 100)
+        assert p.flush(30) == 0, "write not acknowledged"
+        return time.monotonic() - started
+
+    acked_in()  # the producer's first write also fetches metadata
+    lone = []
+    for _ in range(3):
+        time.sleep(2 * interval)
+        lone.append(acked_in())
+    # On a fixed 300 ms tick each would have waited 0-300 ms for it.
+    assert max(lone) < interval / 3, f"lone acks=all writes took {lone} s"
+
+    time.sleep(2 * interval)
+    started = time.monotonic()
+    took = [acked_in() for _ in range(6)]
+    elapsed = time.monotonic() - started
+    # Two may go at once; the other four wait an interval each.
+    assert elapsed >= 4 * interval * 0.9, f"6 writes in {elapsed:.3f} s: {took}"
+    assert max(took[:2]) < interval / 3, f"the first two waited: {took}"
