@@ -329,24 +329,25 @@ fn main() -> anyhow::Result<()> {
         let (n, s): (usize, usize) = (n.parse()?, s.parse()?);
         for &p in &list::<i32>(&args.partitions)? {
             for acks in args.acks.split(',') {
+                let what = |kind: Kind| format!("{} {n}x{s}B p={p} acks={acks}", kind.name());
                 let mut runs: Vec<Vec<Row>> = vec![Vec::new(); kinds.len()];
                 for round in 1..=repeat {
                     for (i, &kind) in kinds.iter().enumerate() {
-                        let what = format!("{} {n}x{s}B p={p} acks={acks}", kind.name());
                         match throughput(kind, &programs, &payloads, &settings, (n, s, p), acks) {
                             Ok(row) => {
                                 println!("  run {round}/{repeat}: {}", row.line());
                                 println!("  {}", row.produce_cpu_line());
                                 runs[i].push(row);
                             }
-                            Err(e) => println!("{what} run {round}/{repeat}: FAILED: {e:#}"),
+                            Err(e) => {
+                                println!("{} run {round}/{repeat}: FAILED: {e:#}", what(kind))
+                            }
                         }
                         std::thread::sleep(Duration::from_millis(500));
                     }
                 }
-                for (kind, runs) in kinds.iter().zip(runs) {
-                    let what = format!("{} {n}x{s}B p={p} acks={acks}", kind.name());
-                    record(what, report::median(runs).context("every run failed"));
+                for (&kind, runs) in kinds.iter().zip(runs) {
+                    record(what(kind), report::median(runs).context("every run failed"));
                 }
             }
         }

@@ -501,16 +501,17 @@ impl Inner {
         let period = Duration::from_millis(self.config.wal_flush_ms.max(1));
         let (first, mut last_commit) = tokio::sync::oneshot::channel::<()>();
         let _ = first.send(());
-        // When the next flush would be on schedule; a flush may start one period
-        // before it.
-        let mut due = tokio::time::Instant::now();
+        // When the next flush may start: one period after the schedule of one
+        // flush per period would have put the last one, so the flusher can be one
+        // flush ahead of it but no more.
+        let start = tokio::time::Instant::now();
+        let mut earliest = start.checked_sub(period).unwrap_or(start);
         loop {
             let full = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = self.appended.notified() => false,
                 _ = self.flush_now.notified() => true,
             };
-            let earliest = due.checked_sub(period).unwrap_or(due);
             if !full && tokio::time::Instant::now() < earliest {
                 tokio::select! {
                     _ = self.shutdown.cancelled() => return,
@@ -531,7 +532,7 @@ impl Inner {
             let Some(prepared) = self.prepare_flush(seq).await else {
                 continue;
             };
-            due = due.max(tokio::time::Instant::now()) + period;
+            earliest = (earliest + period).max(tokio::time::Instant::now());
             let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
             let previous = std::mem::replace(&mut last_commit, done_rx);
             let inner = self.clone();
