@@ -56,6 +56,19 @@ impl BatchSpec {
             base_sequence: header.base_sequence,
         }
     }
+
+    /// A batch as a producer without idempotence sends it: base offset 0, nothing
+    /// assigned by a broker or a producer id yet.
+    pub fn unassigned() -> Self {
+        BatchSpec {
+            base_offset: 0,
+            partition_leader_epoch: -1,
+            attributes: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+        }
+    }
 }
 
 /// Smallest possible encoded record: length, attributes, timestamp delta, offset delta,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::ObjectStore;
@@ -377,6 +377,18 @@ impl LogManager {
         records: &Bytes,
         timeout: Duration,
     ) -> Result<(Arc<Partition>, crate::AppendResult), LogError> {
+        self.append_in_place(tp, BytesMut::from(&records[..]), timeout)
+            .await
+    }
+
+    /// [`LogManager::append`] of a buffer the caller gives up: its batches are
+    /// kept where they are, with their offsets written into them.
+    pub async fn append_in_place(
+        &self,
+        tp: &TopicPartition,
+        records: BytesMut,
+        timeout: Duration,
+    ) -> Result<(Arc<Partition>, crate::AppendResult), LogError> {
         let part = self.led(tp).await?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -394,7 +406,7 @@ impl LogManager {
                 return Err(LogError::Timeout);
             }
         }
-        let res = part.append(records, self.inner.clock.now_ms())?;
+        let res = part.append_in_place(records, self.inner.clock.now_ms())?;
         if part.unflushed_bytes() >= self.inner.config.wal_flush_bytes {
             self.inner.flush_now.notify_one();
         } else {

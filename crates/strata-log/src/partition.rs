@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use strata_common::config::TopicConfig;
 use strata_common::TopicPartition;
 use strata_format::batch::{set_base_offset, set_partition_leader_epoch, split_batches};
@@ -165,9 +165,21 @@ impl Partition {
     }
 
     /// Validates `records` (one or more v2 batches) and assigns offsets.
-    /// Nothing is kept unless every batch is valid.
+    /// Nothing is kept unless every batch is valid. The batches are copied;
+    /// [`Partition::append_in_place`] keeps a buffer the caller owns instead.
     pub fn append(&self, records: &Bytes, now_ms: i64) -> Result<AppendResult, LogError> {
-        let ranges = split_batches(records)?;
+        self.append_in_place(BytesMut::from(&records[..]), now_ms)
+    }
+
+    /// [`Partition::append`] that assigns offsets by rewriting the batches'
+    /// headers in `records` itself and keeps them as slices of it, so the
+    /// bytes a producer sent are not copied again on their way to the log.
+    pub fn append_in_place(
+        &self,
+        records: BytesMut,
+        now_ms: i64,
+    ) -> Result<AppendResult, LogError> {
+        let ranges = split_batches(&records)?;
         if ranges.is_empty() {
             return Err(LogError::Corrupt(strata_format::FormatError::Corrupt(
                 "produce request without record batches".into(),
@@ -225,14 +237,18 @@ impl Partition {
         let mut first: Option<(i64, i64)> = None;
         let mut last_offset = -1;
         let mut duplicate = false;
+        let mut rest = records;
+        let mut at = 0;
         for (r, delta, max_ts, original) in planned {
+            rest.advance(r.start - at);
+            let mut buf = rest.split_to(r.len());
+            at = r.end;
             if let Some(b) = original {
                 duplicate = true;
                 first.get_or_insert((b.base_offset, b.timestamp));
                 last_offset = last_offset.max(b.last_offset);
                 continue;
             }
-            let mut buf = BytesMut::from(&records[r]);
             let base = st.next_offset;
             set_base_offset(&mut buf, base);
             set_partition_leader_epoch(&mut buf, st.epoch);

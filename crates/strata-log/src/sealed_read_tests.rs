@@ -63,14 +63,7 @@ async fn open(bucket: &Bucket, meta: &Arc<EmbeddedMetadata>, topic: &TopicMeta) 
 
 /// Batch `i` as a client sends it: `i % 3 + 1` records with distinct values.
 fn client_batch(i: usize) -> Bytes {
-    let spec = BatchSpec {
-        base_offset: 0,
-        partition_leader_epoch: -1,
-        attributes: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        base_sequence: -1,
-    };
+    let spec = BatchSpec::unassigned();
     let records: Vec<Record> = (0..(i % 3 + 1) as i64)
         .map(|j| Record {
             offset: j,

@@ -65,14 +65,7 @@ fn value(i: usize) -> String {
 
 /// One acks=all request holding one batch of one record, `value(i)`.
 fn produce(i: usize) -> ProduceRequest {
-    let spec = strata_format::BatchSpec {
-        base_offset: 0,
-        partition_leader_epoch: -1,
-        attributes: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        base_sequence: -1,
-    };
+    let spec = strata_format::BatchSpec::unassigned();
     let record = strata_format::Record {
         offset: 0,
         timestamp: 1_700_000_000_000 + i as i64,

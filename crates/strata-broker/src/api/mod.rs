@@ -164,7 +164,8 @@ pub(crate) async fn dispatch(
     match key {
         ApiKey::ApiVersions => call!(api_versions::handle),
         ApiKey::Metadata => call!(metadata::handle),
-        ApiKey::Produce => call!(produce::handle),
+        // Decoded by its handler, which keeps the frame's record sets.
+        ApiKey::Produce => produce::handle(broker, header, body, peer).await,
         ApiKey::Fetch => call!(fetch::handle),
         ApiKey::ListOffsets => call!(list_offsets::handle),
         ApiKey::CreateTopics => call!(topics::create),
