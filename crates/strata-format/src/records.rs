@@ -5,8 +5,8 @@
 use bytes::Bytes;
 
 use crate::batch::{
-    check_length_and_crc, without_compression, BatchHeader, ATTRIBUTES_AT, BATCH_HEADER_LEN,
-    CRC_AT, LOG_OVERHEAD, MAGIC_V2,
+    check_length_and_crc, without_compression, BatchHeader, Compression, ATTRIBUTES_AT,
+    BATCH_HEADER_LEN, CRC_AT, LOG_OVERHEAD, MAGIC_V2,
 };
 use crate::compression::{decompress, MAX_DECOMPRESSED_LEN};
 use crate::varint::{
@@ -86,14 +86,36 @@ pub fn decode_batch(batch: &[u8]) -> Result<DecodedBatch, FormatError> {
 /// [`decode_batch`] with a caller-chosen cap on the decompressed body size.
 pub fn decode_batch_with_limit(batch: &[u8], limit: usize) -> Result<DecodedBatch, FormatError> {
     let header = check_length_and_crc(batch)?;
-    let expected = usize::try_from(header.records_count).map_err(|_| {
-        FormatError::corrupt(format!("negative record count {}", header.records_count))
-    })?;
     let body = Bytes::from(decompress(
         header.compression()?,
         &batch[BATCH_HEADER_LEN..],
         limit,
     )?);
+    decode_records(header, body)
+}
+
+/// [`decode_batch`] of a batch held in [`Bytes`]: the keys, values and headers of an
+/// uncompressed batch are slices of `batch` rather than of a copy of its body.
+pub fn decode_batch_shared(batch: &Bytes) -> Result<DecodedBatch, FormatError> {
+    let header = check_length_and_crc(batch)?;
+    let body = match header.compression()? {
+        Compression::None if batch.len() - BATCH_HEADER_LEN <= MAX_DECOMPRESSED_LEN => {
+            batch.slice(BATCH_HEADER_LEN..)
+        }
+        codec => Bytes::from(decompress(
+            codec,
+            &batch[BATCH_HEADER_LEN..],
+            MAX_DECOMPRESSED_LEN,
+        )?),
+    };
+    decode_records(header, body)
+}
+
+/// Decodes the records of a batch whose (decompressed) body is `body`.
+fn decode_records(header: BatchHeader, body: Bytes) -> Result<DecodedBatch, FormatError> {
+    let expected = usize::try_from(header.records_count).map_err(|_| {
+        FormatError::corrupt(format!("negative record count {}", header.records_count))
+    })?;
 
     let mut records = Vec::with_capacity(expected.min(body.len() / MIN_RECORD_LEN));
     let mut pos = 0usize;

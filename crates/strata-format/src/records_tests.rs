@@ -56,6 +56,32 @@ fn every_codec_decodes() {
 }
 
 #[test]
+fn shared_decode_slices_uncompressed_batches_and_decompresses_the_rest() {
+    let recs = records(500, 40);
+    let plain = encode_batch(&spec(500), &recs);
+    let zstd = Bytes::from(recompress(
+        &plain,
+        Compression::Zstd,
+        test_codecs::compress(Compression::Zstd, &plain[BATCH_HEADER_LEN..]),
+    ));
+    let span = plain.as_ptr() as usize..plain.as_ptr() as usize + plain.len();
+    let decoded = decode_batch_shared(&plain).unwrap();
+    assert_eq!(decoded.records, recs);
+    assert_eq!(decoded.header, decode_batch(&plain).unwrap().header);
+    for r in &decoded.records {
+        let value = r.value.as_ref().unwrap();
+        assert!(
+            span.contains(&(value.as_ptr() as usize)),
+            "a slice, not a copy"
+        );
+    }
+    assert_eq!(decode_batch_shared(&zstd).unwrap().records, recs);
+    let mut corrupt = plain.to_vec();
+    corrupt[BATCH_HEADER_LEN + 3] ^= 1;
+    assert!(decode_batch_shared(&Bytes::from(corrupt)).is_err());
+}
+
+#[test]
 fn decompression_is_capped() {
     let recs = vec![Record {
         offset: 0,

@@ -110,7 +110,9 @@ async fn seal(
     // Decoded a batch at a time: only one row group's records are in
     // memory beside the raw tail.
     let (file, row_groups) = tokio::task::spawn_blocking(move || {
-        let decoded = batches.iter().map(|b| strata_format::decode_batch(&b.data));
+        let decoded = batches
+            .iter()
+            .map(|b| strata_format::decode_batch_shared(&b.data));
         let (file, groups) = write_segment_grouped(&info, decoded, &opts)?;
         // Each row group holds whole batches, so its cached form is the raw batches
         // it was written from: readers right behind the writer (a consumer a few
