@@ -423,6 +423,17 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
                     ceiling: None,
                 });
             }
+            // A producer sending a request every linger.ms, about one per flush
+            // interval, is where pacing the flushes matters most.
+            if let Some(puts) = r.puts_per_s {
+                out.push(Check {
+                    what: format!("{} strata-s3 PUTs/s while producing", r.label()),
+                    value: puts,
+                    limit: 1000.0 / flush_ms as f64,
+                    at_least: false,
+                    ceiling: None,
+                });
+            }
         }
         if r.target == Kind::StrataLocal {
             let kafka = find(Kind::Kafka, r).and_then(|k| k.ack_p99_ms);
