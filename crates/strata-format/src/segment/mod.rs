@@ -59,8 +59,10 @@ pub struct SegmentInfo {
 pub struct SegmentWriteOptions {
     /// Rows per row group: the unit a reader fetches to serve an offset.
     pub row_group_rows: usize,
-    /// Zstd level for every column, except `value` when a trial on the first row group's
-    /// values shows zstd saving under 10%; `None` writes uncompressed pages.
+    /// Zstd level for the columns that hold data, except `value` when a trial on the first
+    /// row group's values shows zstd saving under 10%; columns whose pages hold next to
+    /// nothing (the batch fields, empty headers) are left uncompressed. `None` writes
+    /// uncompressed pages throughout.
     pub zstd_level: Option<i32>,
 }
 

@@ -306,6 +306,19 @@ fn batches_of(sizes: &[i64], value: impl Fn(i64) -> Vec<u8>) -> Vec<DecodedBatch
     input
 }
 
+/// `batches` as a reader of their segment serves them: re-encoded, uncompressed.
+fn reencoded(batches: &[DecodedBatch]) -> Vec<Bytes> {
+    batches
+        .iter()
+        .map(|b| {
+            encode_batch(
+                &crate::records::BatchSpec::from_header(&b.header),
+                &b.records,
+            )
+        })
+        .collect()
+}
+
 /// The codec of every column chunk named `name`, one per row group (a file does not
 /// record zstd's level).
 fn codecs(file: Bytes, name: &str) -> Vec<&'static str> {
@@ -338,19 +351,77 @@ fn values_that_do_not_compress_are_stored_uncompressed() {
     let input = batches_of(&[40, 40, 40], |offset| noise(offset + 1, 900));
     let file = write_segment(&info(), &input, &opts(50)).unwrap();
     assert_eq!(codecs(file.clone(), "value"), ["none"; 2]);
-    // Offsets, keys and batch fields still compress.
+    // Offsets and keys still compress.
     assert_eq!(codecs(file.clone(), "offset"), ["zstd"; 2]);
     assert_eq!(codecs(file.clone(), "key"), ["zstd"; 2]);
-    let raw: Vec<Bytes> = input
+    assert_eq!(read_segment_bytes(file, 0).unwrap(), reencoded(&input));
+}
+
+/// The codec of every column chunk whose path starts with `prefix`, by path, for the
+/// first row group.
+fn codecs_under(file: Bytes, prefix: &str) -> Vec<(String, &'static str)> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let rg = builder.metadata().row_group(0);
+    rg.columns()
         .iter()
-        .map(|b| {
-            encode_batch(
-                &crate::records::BatchSpec::from_header(&b.header),
-                &b.records,
-            )
+        .filter(|c| c.column_path().parts()[0] == prefix)
+        .map(|c| {
+            let codec = match c.compression() {
+                parquet::basic::Compression::ZSTD(_) => "zstd",
+                parquet::basic::Compression::UNCOMPRESSED => "none",
+                _ => "other",
+            };
+            (c.column_path().string(), codec)
         })
-        .collect();
-    assert_eq!(read_segment_bytes(file, 0).unwrap(), raw);
+        .collect()
+}
+
+#[test]
+fn columns_with_next_to_nothing_in_them_are_not_compressed() {
+    let mut input = batches_of(&[40, 40, 40], |offset| noise(offset + 1, 100));
+    for r in input.iter_mut().flat_map(|b| b.records.iter_mut()) {
+        r.headers.clear();
+    }
+    let file = write_segment(&info(), &input, &opts(50)).unwrap();
+    for column in [
+        "batch_attributes",
+        "producer_id",
+        "producer_epoch",
+        "partition_leader_epoch",
+        "batch_base_offset",
+        "base_sequence",
+    ] {
+        assert_eq!(codecs(file.clone(), column), ["none"; 2], "{column}");
+    }
+    assert_eq!(
+        codecs_under(file.clone(), "headers"),
+        [
+            ("headers.list.item.key".to_string(), "none"),
+            ("headers.list.item.value".to_string(), "none")
+        ]
+    );
+    assert_eq!(codecs(file.clone(), "timestamp"), ["zstd"; 2]);
+
+    // One record per batch: base offsets and sequences are as many as the rows.
+    let input = batches_of(&[1; 60], |offset| noise(offset + 1, 100));
+    let file = write_segment(&info(), &input, &opts(25)).unwrap();
+    assert_eq!(codecs(file.clone(), "batch_base_offset"), ["zstd"; 3]);
+    assert_eq!(codecs(file.clone(), "base_sequence"), ["zstd"; 3]);
+    assert_eq!(codecs(file.clone(), "producer_id"), ["none"; 3]);
+
+    // Records with headers keep them compressed.
+    let mut input = batches_of(&[40, 40], |offset| noise(offset + 1, 100));
+    for r in input.iter_mut().flat_map(|b| b.records.iter_mut()) {
+        r.headers = vec![(
+            "trace".into(),
+            Some(Bytes::from(format!("id-{}", r.offset))),
+        )];
+    }
+    let file = write_segment(&info(), &input, &opts(50)).unwrap();
+    assert!(codecs_under(file.clone(), "headers")
+        .iter()
+        .all(|(_, codec)| *codec == "zstd"));
+    assert_eq!(read_segment_bytes(file, 0).unwrap(), reencoded(&input));
 }
 
 #[test]

@@ -168,6 +168,11 @@ fn properties(
                 SEGMENT_FORMAT_VERSION.to_string(),
             ),
         ]));
+    // Offsets never repeat and values almost never do: a dictionary only costs a hash
+    // and a copy of each, until the writer gives up on it at a megabyte.
+    for column in ["offset", "value"] {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
     if let Some(level) = opts.zstd_level {
         // Values that are already compressed or encrypted cost zstd time on every seal
         // and every cold read while saving nothing; the schema stays the same, only the
@@ -178,8 +183,51 @@ fn properties(
                 ParquetCompression::UNCOMPRESSED,
             );
         }
+        // Parquet starts a zstd stream for every page, and at level 3 that clears about
+        // a megabyte of tables, whatever the page's size. Pages of a few bytes gain
+        // nothing from it: the batch fields that repeat on every row of a batch (a
+        // handful of dictionary entries per row group), the base offset and sequence
+        // too when batches are not tiny, and the headers when no record has any.
+        for column in tiny_columns(first_group) {
+            builder = builder.set_column_compression(column, ParquetCompression::UNCOMPRESSED);
+        }
     }
     Ok(builder.build())
+}
+
+/// Records per batch, on average, from which `batch_base_offset` and `base_sequence`
+/// have so few distinct values per row group that their pages stay tiny.
+const MIN_RECORDS_PER_BATCH_FOR_TINY_PAGES: usize = 8;
+
+/// Columns whose pages in a segment like `first_group` hold next to nothing.
+fn tiny_columns(first_group: &[(&BatchHeader, &Record)]) -> Vec<ColumnPath> {
+    let mut columns: Vec<ColumnPath> = [
+        "batch_attributes",
+        "producer_id",
+        "producer_epoch",
+        "partition_leader_epoch",
+    ]
+    .into_iter()
+    .map(ColumnPath::from)
+    .collect();
+    let batches = 1 + first_group
+        .windows(2)
+        .filter(|w| w[0].0.base_offset != w[1].0.base_offset)
+        .count();
+    if first_group.len() >= batches * MIN_RECORDS_PER_BATCH_FOR_TINY_PAGES {
+        columns.extend(["batch_base_offset", "base_sequence"].map(ColumnPath::from));
+    }
+    if first_group.iter().all(|(_, r)| r.headers.is_empty()) {
+        columns.extend(["key", "value"].map(|leaf| {
+            ColumnPath::new(vec![
+                "headers".into(),
+                "list".into(),
+                "item".into(),
+                leaf.into(),
+            ])
+        }));
+    }
+    columns
 }
 
 /// Whether zstd at `level` shrinks a sample of the group's values by [`MIN_VALUE_SAVING`].
