@@ -344,6 +344,16 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
         rows.iter()
             .find(|r| r.target == kind && same_workload(r, like))
     };
+    // At most one PUT per flush interval, for any strata-s3 row that counted them.
+    let puts_check = |r: &Row| {
+        r.puts_per_s.map(|puts| Check {
+            what: format!("{} strata-s3 PUTs/s while producing", r.label()),
+            value: puts,
+            limit: 1000.0 / flush_ms as f64,
+            at_least: false,
+            ceiling: None,
+        })
+    };
     let ratios = [
         (Kind::StrataS3, Kind::TansuS3, 3.0),
         (Kind::StrataLocal, Kind::TansuMemory, 1.0),
@@ -396,15 +406,7 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
             });
         }
         if r.target == Kind::StrataS3 {
-            if let Some(puts) = r.puts_per_s {
-                out.push(Check {
-                    what: format!("{} strata-s3 PUTs/s while producing", r.label()),
-                    value: puts,
-                    limit: 1000.0 / flush_ms as f64,
-                    at_least: false,
-                    ceiling: None,
-                });
-            }
+            out.extend(puts_check(r));
         }
     }
     // Latency targets are checked at the fixed rate: in a saturating run a record's
@@ -425,15 +427,7 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
             }
             // A producer sending a request every linger.ms, about one per flush
             // interval, is where pacing the flushes matters most.
-            if let Some(puts) = r.puts_per_s {
-                out.push(Check {
-                    what: format!("{} strata-s3 PUTs/s while producing", r.label()),
-                    value: puts,
-                    limit: 1000.0 / flush_ms as f64,
-                    at_least: false,
-                    ceiling: None,
-                });
-            }
+            out.extend(puts_check(r));
         }
         if r.target == Kind::StrataLocal {
             let kafka = find(Kind::Kafka, r).and_then(|k| k.ack_p99_ms);
