@@ -65,6 +65,17 @@ fn metadata_schema_and_page_index() {
         parquet::basic::Compression::ZSTD(_)
     ));
     assert!(rg.column(0).statistics().is_some());
+    // The Parquet schema is the one Arrow's writer derives (what DuckDB and Spark
+    // read); values carry no statistics.
+    let expected = parquet::arrow::ArrowSchemaConverter::new()
+        .convert(&segment_schema())
+        .unwrap();
+    assert_eq!(
+        meta.file_metadata().schema_descr().root_schema(),
+        expected.root_schema()
+    );
+    let value = super::read::leaf_column(meta, "value").unwrap();
+    assert!(rg.column(value).statistics().is_none());
 }
 
 #[test]
