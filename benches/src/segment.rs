@@ -13,7 +13,7 @@ use bytes::Bytes;
 use clap::Parser;
 use strata_format::segment::write_segment_grouped;
 use strata_format::{
-    decode_batch_shared, encode_batch, read_segment_bytes, BatchSpec, Record, SegmentInfo,
+    decode_checked_batch, encode_batch, read_segment_bytes, BatchSpec, Record, SegmentInfo,
     SegmentWriteOptions,
 };
 
@@ -58,7 +58,7 @@ fn main() -> anyhow::Result<()> {
         let mut size = 0;
         for _ in 0..args.rounds {
             let started = Instant::now();
-            let decoded = batches.iter().map(decode_batch_shared);
+            let decoded = batches.iter().map(decode_checked_batch);
             let (file, _) = write_segment_grouped(&info, decoded, &opts)?;
             seals.push(started.elapsed());
             size = file.len();

@@ -198,6 +198,20 @@ pub fn split_batches(records: &[u8]) -> Result<Vec<Range<usize>>, FormatError> {
 /// Parses the header of one complete batch and checks that its length matches the bytes
 /// given and that the CRC-32C holds: what every reader of a whole batch checks first.
 pub(crate) fn check_length_and_crc(batch: &[u8]) -> Result<BatchHeader, FormatError> {
+    let header = check_length(batch)?;
+    let computed = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+    if computed != header.crc {
+        return Err(FormatError::CrcMismatch {
+            stored: header.crc,
+            computed,
+        });
+    }
+    Ok(header)
+}
+
+/// Parses the header of one complete batch and checks that its length matches the bytes
+/// given.
+pub(crate) fn check_length(batch: &[u8]) -> Result<BatchHeader, FormatError> {
     let header = parse_header(batch)?;
     let total = header
         .total_len()
@@ -214,13 +228,6 @@ pub(crate) fn check_length_and_crc(batch: &[u8]) -> Result<BatchHeader, FormatEr
             header.batch_length,
             batch.len()
         )));
-    }
-    let computed = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
-    if computed != header.crc {
-        return Err(FormatError::CrcMismatch {
-            stored: header.crc,
-            computed,
-        });
     }
     Ok(header)
 }

@@ -21,7 +21,8 @@ pub use batch::{
 pub use compression::MAX_DECOMPRESSED_LEN;
 pub use error::FormatError;
 pub use records::{
-    decode_batch, decode_batch_shared, encode_batch, BatchSpec, DecodedBatch, Record,
+    decode_batch, decode_batch_shared, decode_checked_batch, encode_batch, BatchSpec, DecodedBatch,
+    Record,
 };
 pub use segment::{
     arrow_to_batches, read_segment_bytes, row_groups_from_offset, segment_schema, write_segment,

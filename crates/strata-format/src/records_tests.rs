@@ -82,6 +82,32 @@ fn shared_decode_slices_uncompressed_batches_and_decompresses_the_rest() {
 }
 
 #[test]
+fn a_checked_batch_is_decoded_without_its_crc_but_its_length_still_counts() {
+    // The last record ends with its value and an empty header count.
+    let mut recs = records(500, 40);
+    if let Some(last) = recs.last_mut() {
+        last.value = Some(Bytes::from(vec![7u8; 100]));
+        last.headers.clear();
+    }
+    let plain = encode_batch(&spec(500), &recs);
+    let decoded = decode_checked_batch(&plain).unwrap();
+    assert_eq!(decoded.records, recs);
+    assert_eq!(decoded.header, decode_batch_shared(&plain).unwrap().header);
+    // A flipped value byte is the caller's to have caught: the CRC is not checked again.
+    let mut flipped = plain.to_vec();
+    let last = flipped.len() - 2;
+    flipped[last] ^= 1;
+    let flipped = Bytes::from(flipped);
+    assert!(decode_batch_shared(&flipped).is_err());
+    assert_ne!(decode_checked_batch(&flipped).unwrap().records, recs);
+    // Bytes that are not one whole batch are refused all the same.
+    assert!(decode_checked_batch(&plain.slice(..plain.len() - 1)).is_err());
+    let mut longer = plain.to_vec();
+    longer.push(0);
+    assert!(decode_checked_batch(&Bytes::from(longer)).is_err());
+}
+
+#[test]
 fn decompression_is_capped() {
     let recs = vec![Record {
         offset: 0,

@@ -112,7 +112,7 @@ async fn seal(
     let (file, row_groups) = tokio::task::spawn_blocking(move || {
         let decoded = batches
             .iter()
-            .map(|b| strata_format::decode_batch_shared(&b.data));
+            .map(|b| strata_format::decode_checked_batch(&b.data));
         let (file, groups) = write_segment_grouped(&info, decoded, &opts)?;
         // Each row group holds whole batches, so its cached form is the raw batches
         // it was written from: readers right behind the writer (a consumer a few
