@@ -328,18 +328,24 @@ fn write_columns(
         }
     }
 
-    write_leaf::<Int64Type>(rg, &Leaf::required(i64s(&|_, r| r.offset)))?;
-    write_leaf::<Int64Type>(rg, &Leaf::required(i64s(&|_, r| r.timestamp)))?;
-    write_leaf::<ByteArrayType>(rg, &optional(&|r| r.key.as_ref()))?;
-    write_leaf::<ByteArrayType>(rg, &optional(&|r| r.value.as_ref()))?;
-    write_leaf::<ByteArrayType>(rg, &header_keys)?;
-    write_leaf::<ByteArrayType>(rg, &header_values)?;
-    write_leaf::<Int64Type>(rg, &Leaf::required(i64s(&|h, _| h.base_offset)))?;
-    write_leaf::<Int32Type>(rg, &Leaf::required(i32s(&|h| i32::from(h.attributes))))?;
-    write_leaf::<Int64Type>(rg, &Leaf::required(i64s(&|h, _| h.producer_id)))?;
-    write_leaf::<Int32Type>(rg, &Leaf::required(i32s(&|h| i32::from(h.producer_epoch))))?;
-    write_leaf::<Int32Type>(rg, &Leaf::required(i32s(&|h| h.base_sequence)))?;
-    write_leaf::<Int32Type>(rg, &Leaf::required(i32s(&|h| h.partition_leader_epoch)))?;
+    write_leaf::<Int64Type>(rg, "offset", &Leaf::required(i64s(&|_, r| r.offset)))?;
+    write_leaf::<Int64Type>(rg, "timestamp", &Leaf::required(i64s(&|_, r| r.timestamp)))?;
+    write_leaf::<ByteArrayType>(rg, "key", &optional(&|r| r.key.as_ref()))?;
+    write_leaf::<ByteArrayType>(rg, "value", &optional(&|r| r.value.as_ref()))?;
+    write_leaf::<ByteArrayType>(rg, "headers.list.item.key", &header_keys)?;
+    write_leaf::<ByteArrayType>(rg, "headers.list.item.value", &header_values)?;
+    let batch_base_offset = Leaf::required(i64s(&|h, _| h.base_offset));
+    write_leaf::<Int64Type>(rg, "batch_base_offset", &batch_base_offset)?;
+    let attributes = Leaf::required(i32s(&|h| i32::from(h.attributes)));
+    write_leaf::<Int32Type>(rg, "batch_attributes", &attributes)?;
+    let producer_id = Leaf::required(i64s(&|h, _| h.producer_id));
+    write_leaf::<Int64Type>(rg, "producer_id", &producer_id)?;
+    let producer_epoch = Leaf::required(i32s(&|h| i32::from(h.producer_epoch)));
+    write_leaf::<Int32Type>(rg, "producer_epoch", &producer_epoch)?;
+    let base_sequence = Leaf::required(i32s(&|h| h.base_sequence));
+    write_leaf::<Int32Type>(rg, "base_sequence", &base_sequence)?;
+    let leader_epoch = Leaf::required(i32s(&|h| h.partition_leader_epoch));
+    write_leaf::<Int32Type>(rg, "partition_leader_epoch", &leader_epoch)?;
     Ok(())
 }
 
@@ -366,18 +372,27 @@ impl<T> Leaf<T> {
     }
 }
 
+/// Writes the row group's next leaf column, which must be `path`: the columns are
+/// written in schema order, and two of the same type written in each other's place
+/// would otherwise go unnoticed.
 fn write_leaf<T: DataType>(
     rg: &mut SerializedRowGroupWriter<'_, Vec<u8>>,
+    path: &str,
     leaf: &Leaf<T::T>,
 ) -> Result<(), FormatError> {
     let Some(mut column) = rg.next_column()? else {
-        return Err(FormatError::InvalidSegment(
-            "more columns written than the schema has".into(),
-        ));
+        return Err(FormatError::InvalidSegment(format!(
+            "column {path} is not in the schema"
+        )));
     };
-    column
-        .typed::<T>()
-        .write_batch(&leaf.values, leaf.def.as_deref(), leaf.rep.as_deref())?;
+    let writer = column.typed::<T>();
+    let found = writer.get_descriptor().path().string();
+    if found != path {
+        return Err(FormatError::InvalidSegment(format!(
+            "column {path} written where the schema has {found}"
+        )));
+    }
+    writer.write_batch(&leaf.values, leaf.def.as_deref(), leaf.rep.as_deref())?;
     column.close()?;
     Ok(())
 }
