@@ -9,7 +9,7 @@ from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
 from kafka_util import admin, assert_same, consume, unique, wait_until, watermarks
-from storage_util import fill_with_sealed_segments, segment_keys
+from storage_util import fill_with_sealed_segments, read_segment, segment_keys
 
 # How long retention may take to act; Strata's check interval is its own business.
 RETENTION_WAIT_S = float(os.environ.get("STRATA_RETENTION_WAIT", "150"))
@@ -54,29 +54,52 @@ def assert_offset_out_of_range(broker, topic: str, offset: int) -> None:
         consume(broker.bootstrap, topic, start=offset, count=1, timeout=20)
 
 
+def last_sealed_offset(broker, topic: str) -> int:
+    keys = segment_keys(broker, topic)
+    if not keys:
+        return -1
+    table, _ = read_segment(broker, keys[-1][1])
+    return max(table.column("offset").to_pylist())
+
+
 @pytest.mark.timeout(RETENTION_WAIT_S + 180)
 def test_retention_bytes_deletes_oldest_segments(strata, store):
     broker = strata(s3=store)
     topic = unique("ret-bytes")
     acked = fill_with_sealed_segments(broker, topic, n=6000, min_segments=5,
                                       extra_config={"retention.ms": "-1"})
-    # Half of what the sealed segments take in the store (their Parquet files, which is
-    # what retention.bytes counts), so the oldest must go whatever the compression.
-    stored = sum(len(broker.objects.read(key)) for _, key in segment_keys(broker, topic))
-    # Set once the segments exist, so the test sees them before retention acts.
-    set_topic_configs(broker, topic, {"retention.bytes": str(stored // 2)})
-    first_key = "topics/%s/0/%020d.parquet" % (topic, 0)
+    # Seal the tail too, so the log's size is exactly its segments' and which of them
+    # retention keeps is known in advance.
+    set_topic_configs(broker, topic, {"segment.ms": "500"})
+    wait_until(lambda: last_sealed_offset(broker, topic) == len(acked) - 1, 60,
+               what=f"the whole of {topic} sealed")
+    sealed = segment_keys(broker, topic)
+    sizes = [len(broker.objects.read(key)) for _, key in sealed]
+    # Half of what the segments take in the store (their Parquet files, which is what
+    # retention.bytes counts), so the oldest must go whatever the compression.
+    limit = sum(sizes) // 2
+    # Kafka's rule: the oldest segment goes while the log without it still holds at
+    # least retention.bytes.
+    kept, total = 0, sum(sizes)
+    while total - sizes[kept] >= limit:
+        total -= sizes[kept]
+        kept += 1
+    expected = sealed[kept:]
+    assert 0 < kept < len(sealed)
+    set_topic_configs(broker, topic, {"retention.bytes": str(limit)})
 
+    first_key = sealed[0][1]
     wait_until(lambda: first_key not in broker.objects.keys(f"topics/{topic}/0/"),
                RETENTION_WAIT_S, interval=1,
                what=f"{first_key} deleted by retention.bytes")
     start = settled_earliest(broker, topic)
-    assert start > 0
     remaining = segment_keys(broker, topic)
-    assert remaining, "retention must keep the newest segments"
-    assert start == remaining[0][0], (
+    assert remaining == expected, (
+        f"retention.bytes={limit} over segments of {sizes} bytes kept {remaining}")
+    assert sum(len(broker.objects.read(key)) for _, key in remaining) >= limit
+    assert start == expected[0][0], (
         f"earliest offset {start} is not the base offset of the oldest kept segment "
-        f"{remaining[0]}")
+        f"{expected[0]}")
     # what is left is read as before; what is gone is out of range
     assert_same(consume(broker.bootstrap, topic, start=start), acked[start:])
     assert_offset_out_of_range(broker, topic, 0)
