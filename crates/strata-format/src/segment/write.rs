@@ -76,11 +76,12 @@ pub fn write_segment_grouped(
         let writer = match writer {
             Some(w) => w,
             None => {
-                let schema = ArrowSchemaConverter::new().convert(&segment_schema())?;
+                let arrow_schema = segment_schema();
+                let schema = ArrowSchemaConverter::new().convert(&arrow_schema)?;
                 let mut props = properties(info, opts, &group)?;
                 // As Arrow's own writer does: readers take the column types (int16,
                 // timestamp without zone) from it rather than from the Parquet types.
-                add_encoded_arrow_schema_to_metadata(&segment_schema(), &mut props);
+                add_encoded_arrow_schema_to_metadata(&arrow_schema, &mut props);
                 writer.insert(SerializedFileWriter::new(
                     Vec::new(),
                     schema.root_schema_ptr(),
