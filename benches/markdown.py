@@ -6,7 +6,8 @@
 import json
 import sys
 
-TARGETS = ["strata-s3", "strata-local", "tansu-s3", "tansu-memory", "kafka", "null-sink"]
+TARGETS = ["strata-s3", "strata-local", "tansu-s3", "tansu-memory", "kafka", "null-sink",
+           "store-sink"]
 
 
 def fmt(v, digits=0):

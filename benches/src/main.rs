@@ -1,6 +1,7 @@
 //! Strata's benchmark: the same librdkafka workloads against Strata (S3-protocol server
-//! and local store), Tansu (S3-protocol server and memory), Apache Kafka and a null
-//! sink, one after another in one run, each broker started fresh for each workload.
+//! and local store), Tansu (S3-protocol server and memory), Apache Kafka, a null sink
+//! and a store sink (the null sink writing to the S3-protocol server), one after another
+//! in one run, each started fresh for each workload.
 //! Prints one table, the target ratios, and writes every row as JSON.
 //!
 //! `benches/run.sh` installs what it needs and runs it; `strata-bench --help` for knobs.
@@ -24,10 +25,11 @@ use target::{cpu_seconds, peak_rss_mib, Kind, Programs, Running};
 #[derive(Parser, Debug)]
 struct Args {
     /// Targets to run, comma separated: strata-s3, strata-local, tansu-s3,
-    /// tansu-memory, kafka, null-sink.
+    /// tansu-memory, kafka, null-sink, store-sink (the null sink writing every
+    /// produced byte to the S3-protocol server once per wal.flush.ms).
     #[arg(
         long,
-        default_value = "strata-s3,strata-local,tansu-s3,tansu-memory,kafka,null-sink"
+        default_value = "strata-s3,strata-local,tansu-s3,tansu-memory,kafka,null-sink,store-sink"
     )]
     targets: String,
     /// Throughput workloads as RECORDS:BYTES, comma separated (empty for none).
@@ -357,9 +359,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if args.latency_rate > 0 {
-        // The null sink serves copies of one batch, so a record's send time cannot
-        // travel through it.
-        for &kind in kinds.iter().filter(|&&k| k != Kind::NullSink) {
+        // The sinks serve copies of one batch, so a record's send time cannot
+        // travel through them.
+        let sink = |k: Kind| matches!(k, Kind::NullSink | Kind::StoreSink);
+        for &kind in kinds.iter().filter(|&&k| !sink(k)) {
             let what = format!("{} end-to-end latency", kind.name());
             let r = latency(
                 kind,

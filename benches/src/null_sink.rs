@@ -4,10 +4,17 @@
 //! answered from one kept batch per partition with its base offset rewritten.
 //! Whatever rate a client reaches against it is the limit of the client and
 //! the machine, not of a broker.
+//!
+//! With `--store` it becomes the "store sink": every produced byte is also
+//! written to that object store, all partitions' bytes in one object per
+//! `--flush-ms` (up to four objects in flight by default, as Strata's WAL), and an
+//! acks=all produce is answered once its bytes are stored. That is the least
+//! any broker keeping its data in the store has to do, so its rate is the
+//! ceiling of client, machine and store together.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,9 +30,11 @@ use kafka_protocol::messages::metadata_response::*;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use object_store::{path::Path, ObjectStore, PutPayload};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::MissedTickBehavior;
 
 #[derive(Parser)]
 #[command(about = "Kafka-protocol server that discards produced data (benchmark ceiling)")]
@@ -36,6 +45,17 @@ struct Args {
     /// Partition count for topics not created through CreateTopics.
     #[arg(long, default_value_t = 8)]
     partitions: i32,
+    /// Also write produced bytes to this object store (as `strata serve
+    /// --object-store` takes it, e.g. `s3://bucket/prefix` with the AWS_*
+    /// variables); acks=all is answered once they are stored.
+    #[arg(long)]
+    store: Option<String>,
+    /// With --store: how often pending bytes are written, like wal.flush.ms.
+    #[arg(long, default_value_t = 5)]
+    flush_ms: u64,
+    /// With --store: objects written at once (Strata's WAL writes four).
+    #[arg(long, default_value_t = 4)]
+    puts_in_flight: usize,
 }
 
 /// Every API and version range served; anything else closes the connection.
@@ -91,6 +111,82 @@ struct State {
     port: i32,
     /// Wakes fetches waiting at the high watermark after any produce.
     produced: Notify,
+    /// With --store: where produced bytes wait for their flush.
+    wal: Option<Arc<Wal>>,
+}
+
+/// The --store write path: produced bytes wait here for the next flush.
+struct Wal {
+    store: Arc<dyn ObjectStore>,
+    pending: Mutex<Pending>,
+    /// Every flush numbered below this is stored; flushes complete in order.
+    stored_below: AtomicU64,
+    stored: Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    chunks: Vec<Bytes>,
+    /// The number of the flush that will take `chunks`.
+    next_flush: u64,
+}
+
+impl Wal {
+    /// Queues bytes for the next flush and returns that flush's number.
+    fn push(&self, data: Bytes) -> u64 {
+        let mut p = self.pending.lock().unwrap();
+        p.chunks.push(data);
+        p.next_flush
+    }
+
+    fn is_stored(&self, flush: u64) -> bool {
+        flush < self.stored_below.load(Ordering::Acquire)
+    }
+
+    /// Writes what is pending every `every` as one object, with at most
+    /// `in_flight` objects in flight: while all are busy, bytes keep gathering
+    /// and the next object is larger.
+    async fn run(self: Arc<Self>, every: Duration, in_flight: usize) {
+        let slots = Arc::new(Semaphore::new(in_flight.max(1)));
+        let done = Arc::new(Mutex::new(BTreeSet::new()));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (chunks, flush) = {
+                let mut p = self.pending.lock().unwrap();
+                if p.chunks.is_empty() {
+                    continue;
+                }
+                p.next_flush += 1;
+                (std::mem::take(&mut p.chunks), p.next_flush - 1)
+            };
+            let (wal, done) = (self.clone(), done.clone());
+            tokio::spawn(async move {
+                let path = Path::from(format!("sink/{flush:020}"));
+                let payload: PutPayload = chunks.into_iter().collect();
+                // Acknowledged acks=1 bytes must not be dropped, so a failed
+                // PUT is tried again rather than skipped.
+                while let Err(e) = wal.store.put(&path, payload.clone()).await {
+                    eprintln!("PUT {path} failed, trying again: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                drop(slot);
+                let mut done = done.lock().unwrap();
+                done.insert(flush);
+                let mut below = wal.stored_below.load(Ordering::Acquire);
+                while done.remove(&below) {
+                    below += 1;
+                }
+                wal.stored_below.store(below, Ordering::Release);
+                drop(done);
+                wal.stored.notify_waiters();
+            });
+        }
+    }
 }
 
 impl State {
@@ -129,13 +225,40 @@ fn api_versions() -> Vec<ApiVersion> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let listener = TcpListener::bind(args.listen).await?;
+    let wal = match &args.store {
+        Some(spec) => {
+            let store = strata_store::open_store(spec, std::path::Path::new("."))?;
+            let every = Duration::from_millis(args.flush_ms.max(1));
+            Some(Wal::start(store, every, args.puts_in_flight))
+        }
+        None => None,
+    };
+    serve(listener, args.partitions, wal).await
+}
+
+impl Wal {
+    fn start(store: Arc<dyn ObjectStore>, every: Duration, in_flight: usize) -> Arc<Wal> {
+        let wal = Arc::new(Wal {
+            store,
+            pending: Mutex::default(),
+            stored_below: AtomicU64::new(0),
+            stored: Notify::new(),
+        });
+        tokio::spawn(wal.clone().run(every, in_flight));
+        wal
+    }
+}
+
+/// Answers every connection `listener` accepts, until accepting fails.
+async fn serve(listener: TcpListener, partitions: i32, wal: Option<Arc<Wal>>) -> Result<()> {
     let addr = listener.local_addr()?;
     let state = Arc::new(State {
         topics: Mutex::new(HashMap::new()),
-        default_partitions: args.partitions.max(1),
+        default_partitions: partitions.max(1),
         host: StrBytes::from_string(addr.ip().to_string()),
         port: addr.port() as i32,
         produced: Notify::new(),
+        wal,
     });
     loop {
         let (sock, _) = listener.accept().await?;
@@ -145,6 +268,7 @@ async fn main() -> Result<()> {
                 state: &state,
                 sock,
                 wbuf: BytesMut::with_capacity(1 << 16),
+                holds: VecDeque::new(),
                 scratch: BytesMut::new(),
             };
             if let Err(e) = conn.serve().await {
@@ -161,6 +285,10 @@ struct Conn<'a> {
     sock: TcpStream,
     /// Responses not yet written.
     wbuf: BytesMut,
+    /// With --store: where in `wbuf` an acks=all produce response starts and
+    /// the flush it waits for. Nothing from there on is written before that
+    /// flush is stored, as responses go out in request order.
+    holds: VecDeque<(usize, u64)>,
     /// Fetch record sets are built here, then encoded into `wbuf`.
     scratch: BytesMut,
 }
@@ -189,20 +317,44 @@ impl Conn<'_> {
                 let frame = rbuf.split_to(len).freeze();
                 self.handle(frame).await?;
             }
+            // Registered before `flush` looks at what is stored, so a flush
+            // completing in between still wakes the wait below.
+            let stored = self.state.wal.as_ref().map(|w| w.stored.notified());
+            tokio::pin!(stored);
+            if let Some(s) = stored.as_mut().as_pin_mut() {
+                s.enable();
+            }
             self.flush().await?;
             if rbuf.capacity() - rbuf.len() < 64 << 10 {
                 rbuf.reserve(64 << 10);
             }
-            if self.sock.read_buf(&mut rbuf).await? == 0 {
-                return Ok(());
+            let held = !self.holds.is_empty();
+            tokio::select! {
+                n = self.sock.read_buf(&mut rbuf) => {
+                    if n? == 0 {
+                        return Ok(());
+                    }
+                }
+                _ = async { stored.as_pin_mut().unwrap().await }, if held => {}
             }
         }
     }
 
+    /// Writes the responses that may go: all of them, or those before the
+    /// first one still waiting for its flush.
     async fn flush(&mut self) -> Result<()> {
-        if !self.wbuf.is_empty() {
-            self.sock.write_all(&self.wbuf).await?;
-            self.wbuf.clear();
+        if let Some(wal) = &self.state.wal {
+            while self.holds.front().is_some_and(|&(_, f)| wal.is_stored(f)) {
+                self.holds.pop_front();
+            }
+        }
+        let ready = self.holds.front().map_or(self.wbuf.len(), |&(at, _)| at);
+        if ready > 0 {
+            self.sock.write_all(&self.wbuf[..ready]).await?;
+            self.wbuf.advance(ready);
+            for hold in &mut self.holds {
+                hold.0 -= ready;
+            }
         }
         Ok(())
     }
@@ -309,10 +461,12 @@ impl Conn<'_> {
     }
 
     /// Counts each partition's records from the batch headers and drops
-    /// them, keeping only a partition's first batch as its fetch template.
+    /// them (after queueing them for the store with --store), keeping only
+    /// a partition's largest batch as its fetch template.
     fn produce(&mut self, h: &RequestHeader, req: ProduceRequest) -> Result<()> {
         let v = h.request_api_version;
         let mut resp = ProduceResponse::default();
+        let mut flush = None;
         for t in req.topic_data {
             let topic = self.state.topic(&t.name.0, None);
             let mut tr = TopicProduceResponse::default().with_name(t.name);
@@ -326,6 +480,9 @@ impl Conn<'_> {
                     continue;
                 };
                 let records = p.records.unwrap_or_default();
+                if let Some(wal) = self.state.wal.as_ref().filter(|_| !records.is_empty()) {
+                    flush = Some(wal.push(records.clone()));
+                }
                 let (mut pos, mut n) = (0usize, 0i64);
                 while pos + BATCH_HEADER <= records.len() {
                     let end = pos + 12 + be_i32(&records, pos + 8).max(0) as usize;
@@ -353,6 +510,9 @@ impl Conn<'_> {
         self.state.produced.notify_waiters();
         if req.acks == 0 {
             return Ok(());
+        }
+        if let Some(flush) = flush.filter(|_| req.acks == -1) {
+            self.holds.push_back((self.wbuf.len(), flush));
         }
         self.respond(h, &resp)
     }
@@ -461,5 +621,74 @@ impl Conn<'_> {
             self.flush().await?;
             let _ = tokio::time::timeout_at(deadline, produced).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use object_store::memory::InMemory;
+
+    /// Sends one produce request of `records` to partition 0 of "t" and
+    /// returns the response's partition result.
+    async fn produce(sock: &mut TcpStream, acks: i16, records: &'static [u8]) -> i16 {
+        let v = 9;
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Produce as i16)
+            .with_request_api_version(v)
+            .with_correlation_id(7);
+        let part = PartitionProduceData::default().with_records(Some(Bytes::from_static(records)));
+        let topic = TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(vec![part]);
+        let req = ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![topic]);
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, ApiKey::Produce.request_header_version(v))
+            .unwrap();
+        req.encode(&mut body, v).unwrap();
+        sock.write_i32(body.len() as i32).await.unwrap();
+        sock.write_all(&body).await.unwrap();
+        let len = sock.read_i32().await.unwrap() as usize;
+        let mut frame = vec![0; len];
+        sock.read_exact(&mut frame).await.unwrap();
+        let mut frame = Bytes::from(frame);
+        let rh = ResponseHeader::decode(&mut frame, ApiKey::Produce.response_header_version(v));
+        assert_eq!(rh.unwrap().correlation_id, 7);
+        let resp = ProduceResponse::decode(&mut frame, v).unwrap();
+        resp.responses[0].partition_responses[0].error_code
+    }
+
+    #[tokio::test]
+    async fn the_store_sink_answers_acks_all_once_the_bytes_are_stored() {
+        let store = Arc::new(InMemory::new());
+        // A flush interval long enough that an answer sent before the PUT
+        // would find the store empty.
+        let wal = Wal::start(store.clone(), Duration::from_secs(2), 4);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, 1, Some(wal)));
+        let mut sock = TcpStream::connect(addr).await.unwrap();
+        let objects = || async {
+            let list = store.list_with_delimiter(Some(&Path::from("sink"))).await;
+            let mut bodies = Vec::new();
+            for o in list.unwrap().objects {
+                let got = store.get(&o.location).await.unwrap();
+                bodies.push(got.bytes().await.unwrap());
+            }
+            bodies
+        };
+
+        assert_eq!(produce(&mut sock, 1, b"first").await, 0);
+        assert!(
+            objects().await.is_empty(),
+            "acks=1 does not wait for the PUT"
+        );
+        assert_eq!(produce(&mut sock, -1, b"second").await, 0);
+        assert_eq!(objects().await.concat(), b"firstsecond");
     }
 }

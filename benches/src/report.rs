@@ -288,9 +288,12 @@ pub struct Check {
     pub limit: f64,
     /// True when the value must be at least the limit; false for at most.
     pub at_least: bool,
-    /// For a throughput ratio against a peer: the null sink's rate over the peer's,
-    /// the most any broker could reach in this run with this client on this machine.
-    pub ceiling: Option<f64>,
+    /// For a throughput ratio: a sink's rate over the peer's, the most any broker
+    /// could reach in this run with this client on this machine, and which sink. For
+    /// strata-s3 the sink is the store sink when it ran (it writes every byte to the
+    /// same S3-protocol server once, which any broker keeping data there must do), so
+    /// its ratio to the null sink is a ceiling too; otherwise the null sink.
+    pub ceiling: Option<(f64, Kind)>,
 }
 
 impl Check {
@@ -304,7 +307,7 @@ impl Check {
 
     /// False when even the null sink would miss the target against this peer.
     pub fn reachable(&self) -> bool {
-        self.ceiling.is_none_or(|c| c >= self.limit)
+        self.ceiling.is_none_or(|(c, _)| c >= self.limit)
     }
 
     pub fn line(&self) -> String {
@@ -316,8 +319,8 @@ impl Check {
             if self.at_least { ">=" } else { "<=" },
             self.limit
         );
-        if let Some(c) = self.ceiling.filter(|_| !self.pass() && !self.reachable()) {
-            line += &format!(" unreachable here: null-sink/peer is {c:.2}");
+        if let Some((c, sink)) = self.ceiling.filter(|_| !self.pass() && !self.reachable()) {
+            line += &format!(" unreachable here: {}/peer is {c:.2}", sink.name());
         }
         line
     }
@@ -325,7 +328,9 @@ impl Check {
     pub fn json(&self) -> serde_json::Value {
         json!({"check": self.what, "value": self.value, "limit": self.limit,
                "at_least": self.at_least, "pass": self.pass(),
-               "ceiling": self.ceiling, "reachable": self.reachable()})
+               "ceiling": self.ceiling.map(|(c, _)| c),
+               "ceiling_from": self.ceiling.map(|(_, sink)| sink.name()),
+               "reachable": self.reachable()})
     }
 }
 
@@ -369,19 +374,23 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
             let Some(other) = find(theirs, r) else {
                 continue;
             };
-            let null = find(Kind::NullSink, r).filter(|_| theirs != Kind::NullSink);
+            let sink = match find(Kind::StoreSink, r) {
+                Some(_) if ours == Kind::StrataS3 => Kind::StoreSink,
+                _ => Kind::NullSink,
+            };
+            let ceiling = find(sink, r).filter(|_| theirs != sink);
             for (side, a, b, n) in [
                 (
                     "produce",
                     r.produce_msgs_s,
                     other.produce_msgs_s,
-                    null.and_then(|n| n.produce_msgs_s),
+                    ceiling.and_then(|n| n.produce_msgs_s),
                 ),
                 (
                     "consume",
                     r.consume_msgs_s,
                     other.consume_msgs_s,
-                    null.and_then(|n| n.consume_msgs_s),
+                    ceiling.and_then(|n| n.consume_msgs_s),
                 ),
             ] {
                 if let (Some(a), Some(b)) = (a, b) {
@@ -390,7 +399,7 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
                         value: a / b,
                         limit,
                         at_least: true,
-                        ceiling: n.map(|n| n / b),
+                        ceiling: n.map(|n| (n / b, sink)),
                     });
                 }
             }
@@ -493,6 +502,56 @@ mod tests {
         let rounded = |v: &[f64]| v.iter().map(|x| x.round()).collect::<Vec<_>>();
         assert_eq!(rounded(&row.produce_runs), [300.0, 100.0, 200.0]);
         assert_eq!(rounded(&row.consume_runs), [900.0, 700.0, 800.0]);
+    }
+
+    /// A throughput row of 1,000 records produced and consumed at `rate` records/s.
+    fn at(kind: Kind, rate: f64) -> Row {
+        let mut r = Row::new(kind, "throughput", 1000, 100, 1, "all");
+        r.set_produce(1000.0 / rate, &[1]);
+        r.set_consume(1000.0 / rate);
+        r
+    }
+
+    fn check<'a>(checks: &'a [Check], what: &str) -> &'a Check {
+        let found = checks.iter().find(|c| c.what.ends_with(what));
+        found.unwrap_or_else(|| panic!("no check {what}"))
+    }
+
+    #[test]
+    fn strata_s3_ceilings_come_from_the_store_sink_when_it_ran() {
+        let rows = [
+            at(Kind::StrataS3, 450.0),
+            at(Kind::TansuS3, 100.0),
+            at(Kind::StrataLocal, 700.0),
+            at(Kind::TansuMemory, 800.0),
+            at(Kind::NullSink, 1000.0),
+            at(Kind::StoreSink, 500.0),
+        ];
+        let checks = checks(&rows, 5, 256 << 20);
+        let vs_null = check(&checks, "produce strata-s3/null-sink");
+        assert_eq!(vs_null.ceiling, Some((0.5, Kind::StoreSink)));
+        assert!(!vs_null.pass() && !vs_null.reachable());
+        assert!(vs_null
+            .line()
+            .ends_with("unreachable here: store-sink/peer is 0.50"));
+        let vs_tansu = check(&checks, "produce strata-s3/tansu-s3");
+        assert_eq!(vs_tansu.ceiling, Some((5.0, Kind::StoreSink)));
+        assert!(vs_tansu.pass());
+        let local = check(&checks, "produce strata-local/tansu-memory");
+        assert_eq!(local.ceiling, Some((1.25, Kind::NullSink)));
+        assert!(!local.pass() && local.reachable());
+        assert_eq!(
+            check(&checks, "produce strata-local/null-sink").ceiling,
+            None
+        );
+
+        // Without the store sink, strata-s3 is held to the null sink as before.
+        let checks = super::checks(&rows[..5], 5, 256 << 20);
+        let vs_null = check(&checks, "produce strata-s3/null-sink");
+        assert_eq!(vs_null.ceiling, None);
+        assert!(vs_null.reachable());
+        let vs_tansu = check(&checks, "produce strata-s3/tansu-s3");
+        assert_eq!(vs_tansu.ceiling, Some((10.0, Kind::NullSink)));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The brokers a benchmark runs against, each started fresh as a plain process on
 //! loopback: Strata (S3-protocol server or local filesystem), Tansu (S3-protocol server
-//! or memory), Apache Kafka (KRaft, assembled from Maven Central) and the null sink.
+//! or memory), Apache Kafka (KRaft, assembled from Maven Central), the null sink, and the
+//! null sink writing what it is sent to the S3-protocol server (the store sink).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -25,10 +26,11 @@ pub enum Kind {
     TansuMemory,
     Kafka,
     NullSink,
+    StoreSink,
 }
 
 impl Kind {
-    pub fn all() -> [Kind; 6] {
+    pub fn all() -> [Kind; 7] {
         [
             Kind::StrataS3,
             Kind::StrataLocal,
@@ -36,6 +38,7 @@ impl Kind {
             Kind::TansuMemory,
             Kind::Kafka,
             Kind::NullSink,
+            Kind::StoreSink,
         ]
     }
 
@@ -47,6 +50,7 @@ impl Kind {
             Kind::TansuMemory => "tansu-memory",
             Kind::Kafka => "kafka",
             Kind::NullSink => "null-sink",
+            Kind::StoreSink => "store-sink",
         }
     }
 
@@ -58,7 +62,7 @@ impl Kind {
     }
 
     fn uses_s3(self) -> bool {
-        matches!(self, Kind::StrataS3 | Kind::TansuS3)
+        matches!(self, Kind::StrataS3 | Kind::TansuS3 | Kind::StoreSink)
     }
 }
 
@@ -228,6 +232,13 @@ impl Running {
             Kind::NullSink => {
                 let mut c = Command::new(&programs.null_sink);
                 c.args(["--listen", &addr]);
+                c
+            }
+            Kind::StoreSink => {
+                let mut c = Command::new(&programs.null_sink);
+                c.args(["--listen", &addr])
+                    .args(["--store", &format!("s3://{BUCKET}/sink")])
+                    .args(["--flush-ms", &programs.wal_flush_ms.to_string()]);
                 c
             }
         };
