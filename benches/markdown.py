@@ -101,13 +101,15 @@ def main(path):
         passed = sum(1 for c in checks if c["pass"])
         unreachable = sum(1 for c in checks if not c["pass"] and not c.get("reachable", True))
         print(f"Targets: {passed} of {len(checks)} checks pass; of the misses, {unreachable} "
-              f"could not pass in this run even at the null sink's rate (marked below):\n")
+              f"could not pass in this run even at a sink's rate (the null sink's, or for strata-s3 "
+              f"the store sink's; marked below):\n")
         for c in checks:
             if not c["pass"]:
                 op = ">=" if c["at_least"] else "<="
                 note = ""
                 if not c.get("reachable", True):
-                    note = f"; unreachable: null sink / peer = {c['ceiling']:.2f}"
+                    sink = c.get("ceiling_from") or "null-sink"
+                    note = f"; unreachable: {sink} / peer = {c['ceiling']:.2f}"
                 print(f"- {c['check']}: {c['value']:.2f} (target {op} {c['limit']:.2f}{note})")
         print()
 
