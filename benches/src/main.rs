@@ -1,7 +1,8 @@
 //! Strata's benchmark: the same librdkafka workloads against Strata (S3-protocol server
-//! and local store), Tansu (S3-protocol server and memory), Apache Kafka, a null sink
-//! and a store sink (the null sink writing to the S3-protocol server), one after another
-//! in one run, each started fresh for each workload.
+//! and local store), Tansu (S3-protocol server and memory), Apache Kafka, a null sink,
+//! and the null sink writing to the S3-protocol server (store sink) or to the local
+//! filesystem (local sink), one after another in one run, each started fresh for each
+//! workload.
 //! Prints one table, the target ratios, and writes every row as JSON.
 //!
 //! `benches/run.sh` installs what it needs and runs it; `strata-bench --help` for knobs.
@@ -25,11 +26,12 @@ use target::{cpu_seconds, peak_rss_mib, Kind, Programs, Running};
 #[derive(Parser, Debug)]
 struct Args {
     /// Targets to run, comma separated: strata-s3, strata-local, tansu-s3,
-    /// tansu-memory, kafka, null-sink, store-sink (the null sink writing every
-    /// produced byte to the S3-protocol server once per wal.flush.ms).
+    /// tansu-memory, kafka, null-sink, store-sink and local-sink (the null sink
+    /// writing every produced byte once per wal.flush.ms to the S3-protocol server or
+    /// to the local filesystem).
     #[arg(
         long,
-        default_value = "strata-s3,strata-local,tansu-s3,tansu-memory,kafka,null-sink,store-sink"
+        default_value = "strata-s3,strata-local,tansu-s3,tansu-memory,kafka,null-sink,store-sink,local-sink"
     )]
     targets: String,
     /// Throughput workloads as RECORDS:BYTES, comma separated (empty for none).
@@ -361,8 +363,7 @@ fn main() -> anyhow::Result<()> {
     if args.latency_rate > 0 {
         // The sinks serve copies of one batch, so a record's send time cannot
         // travel through them.
-        let sink = |k: Kind| matches!(k, Kind::NullSink | Kind::StoreSink);
-        for &kind in kinds.iter().filter(|&&k| !sink(k)) {
+        for &kind in kinds.iter().filter(|k| !k.is_sink()) {
             let what = format!("{} end-to-end latency", kind.name());
             let r = latency(
                 kind,

@@ -7,7 +7,8 @@
 //!
 //! With `--store` it becomes the "store sink": every produced byte is also
 //! written to that object store, all partitions' bytes in one object per
-//! `--flush-ms` (up to four objects in flight by default, as Strata's WAL), and an
+//! `--flush-ms` or every `--flush-bytes`, whichever comes first (up to four
+//! objects in flight by default; all three defaults are Strata's WAL's), and an
 //! acks=all produce is answered once its bytes are stored. That is the least
 //! any broker keeping its data in the store has to do, so its rate is the
 //! ceiling of client, machine and store together.
@@ -56,6 +57,10 @@ struct Args {
     /// With --store: objects written at once (Strata's WAL writes four).
     #[arg(long, default_value_t = 4)]
     puts_in_flight: usize,
+    /// With --store: pending bytes that start a flush before --flush-ms is up,
+    /// like Strata's wal_flush_bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    flush_bytes: usize,
 }
 
 /// Every API and version range served; anything else closes the connection.
@@ -122,11 +127,15 @@ struct Wal {
     /// Every flush numbered below this is stored; flushes complete in order.
     stored_below: AtomicU64,
     stored: Notify,
+    /// Pending bytes that start a flush at once, and the wake-up for it.
+    flush_bytes: usize,
+    full: Notify,
 }
 
 #[derive(Default)]
 struct Pending {
     chunks: Vec<Bytes>,
+    bytes: usize,
     /// The number of the flush that will take `chunks`.
     next_flush: u64,
 }
@@ -135,7 +144,12 @@ impl Wal {
     /// Queues bytes for the next flush and returns that flush's number.
     fn push(&self, data: Bytes) -> u64 {
         let mut p = self.pending.lock().unwrap();
+        let before = p.bytes;
+        p.bytes += data.len();
         p.chunks.push(data);
+        if before < self.flush_bytes && p.bytes >= self.flush_bytes {
+            self.full.notify_one();
+        }
         p.next_flush
     }
 
@@ -143,7 +157,8 @@ impl Wal {
         flush < self.stored_below.load(Ordering::Acquire)
     }
 
-    /// Writes what is pending every `every` as one object, with at most
+    /// Writes what is pending as one object `every` after the last flush
+    /// started, or sooner once `flush_bytes` are pending, with at most
     /// `in_flight` objects in flight: while all are busy, bytes keep gathering
     /// and the next object is larger.
     async fn run(self: Arc<Self>, every: Duration, in_flight: usize) {
@@ -152,7 +167,10 @@ impl Wal {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.full.notified() => {}
+            }
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 return;
             };
@@ -162,8 +180,10 @@ impl Wal {
                     continue;
                 }
                 p.next_flush += 1;
+                p.bytes = 0;
                 (std::mem::take(&mut p.chunks), p.next_flush - 1)
             };
+            tick.reset();
             let (wal, done) = (self.clone(), done.clone());
             tokio::spawn(async move {
                 let path = Path::from(format!("sink/{flush:020}"));
@@ -229,7 +249,12 @@ async fn main() -> Result<()> {
         Some(spec) => {
             let store = strata_store::open_store(spec, std::path::Path::new("."))?;
             let every = Duration::from_millis(args.flush_ms.max(1));
-            Some(Wal::start(store, every, args.puts_in_flight))
+            Some(Wal::start(
+                store,
+                every,
+                args.flush_bytes,
+                args.puts_in_flight,
+            ))
         }
         None => None,
     };
@@ -237,12 +262,19 @@ async fn main() -> Result<()> {
 }
 
 impl Wal {
-    fn start(store: Arc<dyn ObjectStore>, every: Duration, in_flight: usize) -> Arc<Wal> {
+    fn start(
+        store: Arc<dyn ObjectStore>,
+        every: Duration,
+        flush_bytes: usize,
+        in_flight: usize,
+    ) -> Arc<Wal> {
         let wal = Arc::new(Wal {
             store,
             pending: Mutex::default(),
             stored_below: AtomicU64::new(0),
             stored: Notify::new(),
+            flush_bytes: flush_bytes.max(1),
+            full: Notify::new(),
         });
         tokio::spawn(wal.clone().run(every, in_flight));
         wal
@@ -632,13 +664,13 @@ mod tests {
 
     /// Sends one produce request of `records` to partition 0 of "t" and
     /// returns the response's partition result.
-    async fn produce(sock: &mut TcpStream, acks: i16, records: &'static [u8]) -> i16 {
+    async fn produce(sock: &mut TcpStream, acks: i16, records: Bytes) -> i16 {
         let v = 9;
         let header = RequestHeader::default()
             .with_request_api_key(ApiKey::Produce as i16)
             .with_request_api_version(v)
             .with_correlation_id(7);
-        let part = PartitionProduceData::default().with_records(Some(Bytes::from_static(records)));
+        let part = PartitionProduceData::default().with_records(Some(records));
         let topic = TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_static_str("t")))
             .with_partition_data(vec![part]);
@@ -668,7 +700,7 @@ mod tests {
         let store = Arc::new(InMemory::new());
         // A flush interval long enough that an answer sent before the PUT
         // would find the store empty.
-        let wal = Wal::start(store.clone(), Duration::from_secs(2), 4);
+        let wal = Wal::start(store.clone(), Duration::from_secs(2), 1 << 20, 4);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(serve(listener, 1, Some(wal)));
@@ -683,12 +715,25 @@ mod tests {
             bodies
         };
 
-        assert_eq!(produce(&mut sock, 1, b"first").await, 0);
+        let first = Bytes::from_static(b"first");
+        assert_eq!(produce(&mut sock, 1, first).await, 0);
         assert!(
             objects().await.is_empty(),
             "acks=1 does not wait for the PUT"
         );
-        assert_eq!(produce(&mut sock, -1, b"second").await, 0);
+        let second = Bytes::from_static(b"second");
+        assert_eq!(produce(&mut sock, -1, second).await, 0);
         assert_eq!(objects().await.concat(), b"firstsecond");
+
+        // A MiB pending (the flush size here) is written without waiting for
+        // the next tick, two seconds after the last flush.
+        let big = Bytes::from(vec![7u8; 1 << 20]);
+        let started = std::time::Instant::now();
+        assert_eq!(produce(&mut sock, -1, big.clone()).await, 0);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(
+            objects().await.concat(),
+            [&b"firstsecond"[..], &big].concat()
+        );
     }
 }

@@ -291,8 +291,9 @@ pub struct Check {
     /// For a throughput ratio: a sink's rate over the peer's, the most any broker
     /// could reach in this run with this client on this machine, and which sink. For
     /// strata-s3 the sink is the store sink when it ran (it writes every byte to the
-    /// same S3-protocol server once, which any broker keeping data there must do), so
-    /// its ratio to the null sink is a ceiling too; otherwise the null sink.
+    /// same S3-protocol server once, which any broker keeping data there must do), for
+    /// strata-local the local sink (the same on the local filesystem), so their ratios
+    /// to the null sink are ceilings too; otherwise the null sink.
     pub ceiling: Option<(f64, Kind)>,
 }
 
@@ -374,10 +375,12 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
             let Some(other) = find(theirs, r) else {
                 continue;
             };
-            let sink = match find(Kind::StoreSink, r) {
-                Some(_) if ours == Kind::StrataS3 => Kind::StoreSink,
+            let sink = match ours {
+                Kind::StrataS3 => Kind::StoreSink,
+                Kind::StrataLocal => Kind::LocalSink,
                 _ => Kind::NullSink,
             };
+            let sink = find(sink, r).map_or(Kind::NullSink, |_| sink);
             let ceiling = find(sink, r).filter(|_| theirs != sink);
             for (side, a, b, n) in [
                 (
@@ -518,7 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn strata_s3_ceilings_come_from_the_store_sink_when_it_ran() {
+    fn strata_ceilings_come_from_the_sinks_that_store_when_they_ran() {
         let rows = [
             at(Kind::StrataS3, 450.0),
             at(Kind::TansuS3, 100.0),
@@ -545,7 +548,20 @@ mod tests {
             None
         );
 
-        // Without the store sink, strata-s3 is held to the null sink as before.
+        // The local sink is strata-local's ceiling, as the store sink is strata-s3's.
+        let mut with_local = rows.to_vec();
+        with_local.push(at(Kind::LocalSink, 640.0));
+        let checks = super::checks(&with_local, 5, 256 << 20);
+        let local = check(&checks, "produce strata-local/tansu-memory");
+        assert_eq!(local.ceiling, Some((0.8, Kind::LocalSink)));
+        assert!(!local.reachable());
+        let local = check(&checks, "produce strata-local/null-sink");
+        assert_eq!(local.ceiling, Some((0.64, Kind::LocalSink)));
+        assert!(!local.reachable());
+        let vs_null = check(&checks, "produce strata-s3/null-sink");
+        assert_eq!(vs_null.ceiling, Some((0.5, Kind::StoreSink)));
+
+        // Without the sinks that store, Strata is held to the null sink as before.
         let checks = super::checks(&rows[..5], 5, 256 << 20);
         let vs_null = check(&checks, "produce strata-s3/null-sink");
         assert_eq!(vs_null.ceiling, None);

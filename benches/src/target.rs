@@ -1,7 +1,8 @@
 //! The brokers a benchmark runs against, each started fresh as a plain process on
 //! loopback: Strata (S3-protocol server or local filesystem), Tansu (S3-protocol server
 //! or memory), Apache Kafka (KRaft, assembled from Maven Central), the null sink, and the
-//! null sink writing what it is sent to the S3-protocol server (the store sink).
+//! null sink writing what it is sent to the S3-protocol server (the store sink) or to
+//! the local filesystem (the local sink).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -27,10 +28,11 @@ pub enum Kind {
     Kafka,
     NullSink,
     StoreSink,
+    LocalSink,
 }
 
 impl Kind {
-    pub fn all() -> [Kind; 7] {
+    pub fn all() -> [Kind; 8] {
         [
             Kind::StrataS3,
             Kind::StrataLocal,
@@ -39,6 +41,7 @@ impl Kind {
             Kind::Kafka,
             Kind::NullSink,
             Kind::StoreSink,
+            Kind::LocalSink,
         ]
     }
 
@@ -51,6 +54,7 @@ impl Kind {
             Kind::Kafka => "kafka",
             Kind::NullSink => "null-sink",
             Kind::StoreSink => "store-sink",
+            Kind::LocalSink => "local-sink",
         }
     }
 
@@ -59,6 +63,11 @@ impl Kind {
             .into_iter()
             .find(|k| k.name() == s)
             .with_context(|| format!("unknown target {s:?}"))
+    }
+
+    /// The null sink, alone or writing what it is sent.
+    pub fn is_sink(self) -> bool {
+        matches!(self, Kind::NullSink | Kind::StoreSink | Kind::LocalSink)
     }
 
     fn uses_s3(self) -> bool {
@@ -234,10 +243,14 @@ impl Running {
                 c.args(["--listen", &addr]);
                 c
             }
-            Kind::StoreSink => {
+            Kind::StoreSink | Kind::LocalSink => {
+                let store = match self.kind {
+                    Kind::StoreSink => format!("s3://{BUCKET}/sink"),
+                    _ => format!("file://{}", data.join("sink").display()),
+                };
                 let mut c = Command::new(&programs.null_sink);
                 c.args(["--listen", &addr])
-                    .args(["--store", &format!("s3://{BUCKET}/sink")])
+                    .args(["--store", &store])
                     .args(["--flush-ms", &programs.wal_flush_ms.to_string()]);
                 c
             }
