@@ -77,8 +77,19 @@ def test_sealed_segments_are_parquet_with_what_the_consumer_saw(strata, store, t
     assert (first, last) == (base, base + count - 1)
     (nkeys,) = db.execute(
         f"select count(*) from read_parquet('{path}') where key is not null").fetchone()
+    # The delta-encoded timestamps and batch fields decode in DuckDB as in pyarrow
+    batch_fields = ("batch_base_offset", "batch_attributes", "producer_id", "producer_epoch",
+                    "base_sequence", "partition_leader_epoch")
+    duck = db.execute(
+        f"select epoch_ms(\"timestamp\"), {', '.join(batch_fields)} "
+        f"from read_parquet('{path}') order by \"offset\"").fetchall()
     db.close()
     assert nkeys == sum(1 for o in range(first, last + 1) if by_offset[o].key is not None)
+    table, _ = read_segment(broker, key)
+    arrow = list(zip([by_offset[o].timestamp for o in range(first, last + 1)],
+                     *(table.column(c).to_pylist() for c in batch_fields)))
+    assert duck == arrow
+    assert len({row[1] for row in duck}) > 1, "the segment should hold several batches"
 
 
 def test_fetch_from_sealed_segment_after_cache_dropped(strata, store):

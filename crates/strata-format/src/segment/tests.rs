@@ -99,6 +99,37 @@ fn metadata_schema_and_page_index() {
     }
 }
 
+/// A segment sealed before the counters and batch fields were delta-encoded (dictionary
+/// and plain pages, statistics on every batch field), written at 1240d6c by
+/// `write_segment(&info(), &batches(100, &[4, 6, 2]), &opts(5))`.
+const DICTIONARY_ENCODED_SEGMENT: &[u8] =
+    include_bytes!("../../tests/data/segment-dictionary-encoded.parquet");
+
+#[test]
+fn segments_sealed_before_delta_encoding_replay_the_same_batches() {
+    let input = batches(100, &[4, 6, 2]);
+    let old = Bytes::from_static(DICTIONARY_ENCODED_SEGMENT);
+    let new = write_segment(&info(), &input, &opts(5)).unwrap();
+    assert_ne!(old, new, "the fixture is in the earlier encoding");
+    let replayed = read_segment_bytes(old.clone(), 0).unwrap();
+    let records: Vec<_> = replayed
+        .iter()
+        .map(|b| decode_batch(b).unwrap().records)
+        .collect();
+    let expected: Vec<_> = input.iter().map(|b| b.records.clone()).collect();
+    assert_eq!(records, expected);
+    for from in [0, 100, 104, 107, 111] {
+        assert_eq!(
+            read_segment_bytes(old.clone(), from).unwrap(),
+            read_segment_bytes(new.clone(), from).unwrap(),
+            "from offset {from}"
+        );
+    }
+    let meta = ParquetRecordBatchReaderBuilder::try_new(old).unwrap();
+    assert_eq!(row_groups_from_offset(meta.metadata(), 107), vec![0, 1]);
+    assert_eq!(row_groups_from_offset(meta.metadata(), 110), vec![1]);
+}
+
 #[test]
 fn row_group_selection_by_offset() {
     // Batches: 100..=103, 104..=109, 110..=111; row groups of 5 rows close at
