@@ -27,6 +27,19 @@ fn batches(base: i64, sizes: &[i64]) -> Vec<DecodedBatch> {
         .collect()
 }
 
+/// The records of every batch a whole segment replays, batch by batch.
+fn replayed_records(file: Bytes) -> Vec<Vec<crate::records::Record>> {
+    let served = read_segment_bytes(file, 0).unwrap();
+    served
+        .iter()
+        .map(|b| decode_batch(b).unwrap().records)
+        .collect()
+}
+
+fn records_of(input: &[DecodedBatch]) -> Vec<Vec<crate::records::Record>> {
+    input.iter().map(|b| b.records.clone()).collect()
+}
+
 fn opts(rows: usize) -> SegmentWriteOptions {
     SegmentWriteOptions {
         row_group_rows: rows,
@@ -111,13 +124,7 @@ fn segments_sealed_before_delta_encoding_replay_the_same_batches() {
     let old = Bytes::from_static(DICTIONARY_ENCODED_SEGMENT);
     let new = write_segment(&info(), &input, &opts(5)).unwrap();
     assert_ne!(old, new, "the fixture is in the earlier encoding");
-    let replayed = read_segment_bytes(old.clone(), 0).unwrap();
-    let records: Vec<_> = replayed
-        .iter()
-        .map(|b| decode_batch(b).unwrap().records)
-        .collect();
-    let expected: Vec<_> = input.iter().map(|b| b.records.clone()).collect();
-    assert_eq!(records, expected);
+    assert_eq!(replayed_records(old.clone()), records_of(&input));
     for from in [0, 100, 104, 107, 111] {
         assert_eq!(
             read_segment_bytes(old.clone(), from).unwrap(),
@@ -597,11 +604,5 @@ fn value_views_rebuild_the_same_batches_as_copied_values() {
     }
     // The rebuilt batches hold the records that went in, nulls included.
     let file = write_segment(&info(), &input, &opts(40)).unwrap();
-    let served = read_segment_bytes(file, 0).unwrap();
-    let got: Vec<_> = served
-        .iter()
-        .map(|b| decode_batch(b).unwrap().records)
-        .collect();
-    let want: Vec<_> = input.iter().map(|b| b.records.clone()).collect();
-    assert_eq!(got, want);
+    assert_eq!(replayed_records(file), records_of(&input));
 }
