@@ -204,8 +204,12 @@ port_open() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_ready() { # wait_ready NAME PORT
   local name=$1 port=$2 deadline=$((SECONDS + READY_TIMEOUT))
+  local pid
+  pid=$(<"$(pid_file "$name")")
   while :; do
-    running_pid "$name" >/dev/null || {
+    # kill -0, not running_pid: until the forked subshell has run its `cd`, the fresh
+    # pid's cwd is still this script's, and running_pid would call it someone else's
+    kill -0 "$pid" 2>/dev/null || {
       tail_log "$name"
       die "$name exited before listening on 127.0.0.1:$port (log: $DIR/logs/$name.log)"
     }
