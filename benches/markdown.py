@@ -95,6 +95,10 @@ def main(path):
                       f"({used / secs:.2f} cores); during the raw GETs: store "
                       f"{r['raw_store_cpu_s']:.1f}, reader and proxy {r['raw_client_cpu_s']:.1f} "
                       f"({raw / r['raw_secs']:.2f} cores).")
+            rounds = r.get("cold_ratio_rounds") or []
+            if len(rounds) > 1:
+                print(f"The figures are the round with the median ratio of {len(rounds)} rounds "
+                      f"(ratios {', '.join(f'{x:.2f}' for x in rounds)}).")
             print()
     checks = doc.get("checks", [])
     if checks:

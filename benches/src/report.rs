@@ -44,6 +44,8 @@ pub struct Row {
     pub raw_client_cpu_s: Option<f64>,
     pub raw_get_mb_s: Option<f64>,
     pub raw_gets: Option<u64>,
+    /// Cold replay: every round's replay MB/s over its raw GETs' MB/s.
+    pub cold_ratios: Vec<f64>,
     pub e2e_rate: Option<u32>,
     /// Fixed-rate runs: send to acknowledgement.
     pub ack_p50_ms: Option<f64>,
@@ -92,6 +94,7 @@ impl Row {
             raw_client_cpu_s: None,
             raw_get_mb_s: None,
             raw_gets: None,
+            cold_ratios: Vec::new(),
             e2e_rate: None,
             ack_p50_ms: None,
             ack_p99_ms: None,
@@ -228,6 +231,7 @@ impl Row {
             "raw_get_mb_per_s": self.raw_get_mb_s, "raw_gets": self.raw_gets,
             "client_cpu_s": self.client_cpu_s, "raw_secs": self.raw_secs,
             "raw_store_cpu_s": self.raw_store_cpu_s, "raw_client_cpu_s": self.raw_client_cpu_s,
+            "cold_ratio_rounds": self.cold_ratios,
             "e2e_rate_per_s": self.e2e_rate,
             "ack_p50_ms": self.ack_p50_ms, "ack_p99_ms": self.ack_p99_ms,
             "ack_p999_ms": self.ack_p999_ms,
@@ -235,6 +239,21 @@ impl Row {
             "consume_msgs_per_s_runs": self.consume_runs,
         })
     }
+}
+
+/// The cold replay round whose replay/raw ratio is the median, carrying every round's
+/// ratio and the highest peak RSS of all rounds: memory is checked against the worst
+/// round, not the median one. With an even count the lower of the two middle ratios
+/// counts, as the slower run does in [`median`].
+pub fn median_round(mut rounds: Vec<Row>) -> Row {
+    let ratio = |r: &Row| r.consume_mb_s.unwrap_or(0.0) / r.raw_get_mb_s.unwrap_or(f64::NAN);
+    let peak_rss = rounds.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max);
+    let ratios: Vec<f64> = rounds.iter().map(ratio).collect();
+    rounds.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+    let mut row = rounds.swap_remove((rounds.len().max(1) - 1) / 2);
+    row.peak_rss_mib = peak_rss;
+    row.cold_ratios = ratios;
+    row
 }
 
 /// One row for several runs of the same target and workload: the produce figures
@@ -576,5 +595,35 @@ mod tests {
         assert_eq!(row.produce_msgs_s.map(f64::round), Some(100.0));
         assert_eq!(row.consume_msgs_s.map(f64::round), Some(700.0));
         assert!(median(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn the_cold_replay_reports_its_median_round_with_every_ratio_and_the_worst_rss() {
+        let round = |replay: f64, raw: f64, rss: f64| {
+            let mut r = Row::new(Kind::StrataS3, "cold-replay", 1000, 1024, 8, "1");
+            r.consume_mb_s = Some(replay);
+            r.raw_get_mb_s = Some(raw);
+            r.peak_rss_mib = rss;
+            r
+        };
+        let row = median_round(vec![
+            round(300.0, 400.0, 380.0),
+            round(360.0, 400.0, 410.0),
+            round(200.0, 400.0, 390.0),
+        ]);
+        assert_eq!(
+            row.consume_mb_s,
+            Some(300.0),
+            "the round with the middle ratio"
+        );
+        assert_eq!(row.peak_rss_mib, 410.0, "the highest RSS of any round");
+        assert_eq!(
+            row.cold_ratios,
+            vec![0.75, 0.9, 0.5],
+            "every round, in order"
+        );
+        // Of two, the lower ratio: the faster replay that had a faster raw read beside it.
+        let row = median_round(vec![round(300.0, 400.0, 1.0), round(400.0, 800.0, 1.0)]);
+        assert_eq!(row.consume_mb_s, Some(400.0));
     }
 }

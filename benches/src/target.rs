@@ -295,8 +295,12 @@ impl Running {
         self.child.id()
     }
 
-    /// Asks the broker to stop (SIGTERM, so it flushes) and waits for it.
+    /// Asks the broker to stop (SIGTERM, so it flushes) and waits for it; a broker
+    /// already stopped is left alone (its pid may belong to another process by now).
     pub fn stop(&mut self) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_some() {
+            return Ok(());
+        }
         Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status()?;
