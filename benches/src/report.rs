@@ -114,6 +114,11 @@ impl Row {
         self.set_percentiles(sorted_us);
     }
 
+    /// Cold replay: the replay's MB/s over the raw GETs' MB/s.
+    pub fn cold_ratio(&self) -> Option<f64> {
+        Some(self.consume_mb_s? / self.raw_get_mb_s?)
+    }
+
     pub fn set_consume(&mut self, secs: f64) {
         self.consume_msgs_s = Some(self.records as f64 / secs);
         self.consume_mb_s = Some(self.mb() / secs);
@@ -244,13 +249,13 @@ impl Row {
 /// The cold replay round whose replay/raw ratio is the median, carrying every round's
 /// ratio and the highest peak RSS of all rounds: memory is checked against the worst
 /// round, not the median one. With an even count the lower of the two middle ratios
-/// counts, as the slower run does in [`median`].
+/// counts, as the slower run does in [`median`]. Needs at least one round.
 pub fn median_round(mut rounds: Vec<Row>) -> Row {
-    let ratio = |r: &Row| r.consume_mb_s.unwrap_or(0.0) / r.raw_get_mb_s.unwrap_or(f64::NAN);
+    let ratio = |r: &Row| r.cold_ratio().unwrap_or(f64::NAN);
     let peak_rss = rounds.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max);
     let ratios: Vec<f64> = rounds.iter().map(ratio).collect();
     rounds.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
-    let mut row = rounds.swap_remove((rounds.len().max(1) - 1) / 2);
+    let mut row = rounds.swap_remove((rounds.len() - 1) / 2);
     row.peak_rss_mib = peak_rss;
     row.cold_ratios = ratios;
     row
@@ -474,10 +479,10 @@ pub fn checks(rows: &[Row], flush_ms: u64, cache_bytes: u64) -> Vec<Check> {
         }
     }
     for r in rows.iter().filter(|r| r.workload == "cold-replay") {
-        if let (Some(got), Some(raw)) = (r.consume_mb_s, r.raw_get_mb_s) {
+        if let Some(ratio) = r.cold_ratio() {
             out.push(Check {
                 what: "cold replay MB/s / raw ranged-GET MB/s".to_string(),
-                value: got / raw,
+                value: ratio,
                 limit: 0.8,
                 at_least: true,
                 ceiling: None,
